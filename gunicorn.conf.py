@@ -1,0 +1,29 @@
+"""gunicorn settings, read from the environment like everything else (see README)."""
+
+import os
+import sys
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+# Below the platform router's 30 s, and far below Suno's 15 s in practice: a callback is a few ms.
+timeout = 20
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-" if os.environ.get("RELAY_ACCESS_LOG", "1") != "0" else None
+# %(U)s is the path without its query string: the callback token travels as ?token=… and must
+# never reach a log line.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+forwarded_allow_ips = "*"
+
+
+def on_starting(server):
+    """Check the configuration once, in the master, with a clear message instead of a traceback."""
+    from relay.config import ConfigError, Settings
+
+    try:
+        Settings.from_env().require_auth()
+    except ConfigError as exc:
+        sys.stderr.write(f"suno-relay: configuration error: {exc}\n")
+        sys.exit(2)

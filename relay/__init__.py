@@ -1,0 +1,61 @@
+"""suno-relay: Suno lyrics callbacks → Slack, Discord and signed webhooks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import rq
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from relay.config import Settings
+from relay.connection import connect
+from relay.ingest import Ingest
+from relay.logs import configure_logging
+from relay.queue import delivery_queue
+
+log = logging.getLogger("relay.web")
+
+
+@dataclass
+class Relay:
+    """What the web process holds: settings, Redis, the queue and the door."""
+
+    settings: Settings
+    redis: redis.Redis
+    queue: rq.Queue
+    ingest: Ingest
+
+
+def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
+    """Build the web app. Tests pass their own settings; production reads the environment."""
+    settings = settings or Settings.from_env()
+    settings.require_auth()
+    configure_logging(settings.log_level)
+    connection = connection or connect(settings, timeout=2.0)
+    queue = delivery_queue(settings, connection)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["relay"] = Relay(settings, connection, queue, Ingest(settings, connection, queue))
+
+    from relay.web import bp, error
+
+    app.register_blueprint(bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if exc.code == 413:
+            return error(413, f"body is larger than RELAY_MAX_BODY_BYTES ({settings.max_body_bytes} bytes)")
+        return error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("unexpected error")
+        return error(500, "internal error")
+
+    return app

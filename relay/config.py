@@ -1,0 +1,245 @@
+"""Settings: environment variables → typed, checked values.
+
+Every variable is listed (with its default) in README.md, "Configuration". A bad value raises
+:class:`ConfigError`, whose message names the variable and never repeats its value: several of
+these are secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+TARGET_KINDS = {"SLACK_WEBHOOK_URL": "slack", "DISCORD_WEBHOOK_URL": "discord", "RELAY_WEBHOOK_URL": "webhook"}
+EVENT_FILTERS = {"all": None, "completed": "lyrics.completed", "failed": "lyrics.failed"}
+# Conservative defaults, from the services' documented limits (Slack: 1 message/s per incoming
+# webhook with short bursts; Discord: 5 requests per 2 s per webhook).
+DEFAULT_RATES = {"slack": (1, 1.0), "discord": (5, 2.0), "webhook": (10, 1.0), "console": (1000, 1.0)}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed (the message names it)."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One delivery target. ``url`` is a secret: it lives only in process memory."""
+
+    kind: str  # slack | discord | webhook | console
+    name: str  # stable, non-secret identifier used in Redis, logs and the CLI
+    url: str = field(default="", repr=False)
+    only: str | None = None  # an event type, or None for every event
+    rate: tuple[int, float] = (1, 1.0)  # at most `rate[0]` messages per `rate[1]` seconds
+
+    def wants(self, event_type: str) -> bool:
+        return self.only is None or self.only == event_type
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = field(default="redis://localhost:6379/0", repr=False)
+    redis_tls_verify: bool = True
+    callback_token: str = field(default="", repr=False)
+    allow_unauthenticated: bool = False
+    max_body_bytes: int = 1024 * 1024
+    dedup_ttl: int = 7 * 86400
+    queue_name: str = "relay"
+    http_timeout: float = 10.0
+    job_timeout: int = 180
+    max_attempts: int = 12
+    backoff: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400)
+    webhook_secret: bytes = field(default=b"", repr=False)
+    targets: tuple[TargetSpec, ...] = ()
+    log_level: str = "INFO"
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(target.name for target in self.targets)
+
+    def target(self, name: str) -> TargetSpec | None:
+        return next((target for target in self.targets if target.name == name), None)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        targets = _targets(env)
+        webhook_secret = _webhook_secret(env.get("RELAY_WEBHOOK_SECRET", "").strip())
+        settings = cls(
+            redis_url=_redis_url(env.get("REDIS_URL", "").strip() or cls.redis_url),
+            redis_tls_verify=reader.boolean("REDIS_TLS_VERIFY", True),
+            callback_token=env.get("RELAY_CALLBACK_TOKEN", "").strip(),
+            allow_unauthenticated=reader.boolean("RELAY_ALLOW_UNAUTHENTICATED", False),
+            max_body_bytes=int(reader.number("RELAY_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024)),
+            dedup_ttl=int(reader.duration("RELAY_DEDUP_TTL", cls.dedup_ttl, minimum=3600)),
+            queue_name=reader.name("RELAY_QUEUE", cls.queue_name),
+            http_timeout=reader.duration("RELAY_HTTP_TIMEOUT", cls.http_timeout, minimum=0.1),
+            job_timeout=int(reader.duration("RELAY_JOB_TIMEOUT", cls.job_timeout, minimum=5)),
+            max_attempts=int(reader.number("RELAY_MAX_ATTEMPTS", cls.max_attempts, minimum=1)),
+            backoff=reader.durations("RELAY_BACKOFF", cls.backoff),
+            webhook_secret=webhook_secret,
+            targets=targets,
+            log_level=reader.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
+        )
+        if settings.http_timeout * 3 > settings.job_timeout:
+            raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")
+        return settings
+
+    def require_auth(self) -> None:
+        """The web process must not start open to the world by accident."""
+        if not self.callback_token and not self.allow_unauthenticated:
+            raise ConfigError(
+                "RELAY_CALLBACK_TOKEN is not set: callbacks could not be authenticated. Set it to a long random "
+                "string (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or set "
+                "RELAY_ALLOW_UNAUTHENTICATED=1 to accept callbacks from anyone."
+            )
+        if self.callback_token and len(self.callback_token) < 16:
+            raise ConfigError("RELAY_CALLBACK_TOKEN is too short: use at least 16 characters")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if value.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be a boolean (1/0, true/false, yes/no, on/off)")
+
+    def number(self, name: str, default: float, minimum: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number") from None
+        if not number >= minimum:
+            raise ConfigError(f"{name} must be at least {minimum:g}")
+        return number
+
+    def duration(self, name: str, default: float, minimum: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        seconds = parse_duration(value, name)
+        if seconds < minimum:
+            raise ConfigError(f"{name} must be at least {minimum:g} seconds")
+        return seconds
+
+    def durations(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        return tuple(parse_duration(part, name) for part in value.split(","))
+
+    def name(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        if not _NAME.match(value):
+            raise ConfigError(f"{name} must be lowercase letters, digits, '-' or '_' (at most 40)")
+        return value
+
+    def choice(self, name: str, default: str, choices: set[str]) -> str:
+        value = (self.raw(name) or default).upper()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(sorted(choices))}")
+        return value
+
+
+def parse_duration(value: str, name: str) -> float:
+    """``"90"``, ``"90s"``, ``"500ms"``, ``"5m"``, ``"2h"``, ``"7d"`` → seconds."""
+    match = _DURATION.match(value.strip().lower())
+    if not match:
+        raise ConfigError(f"{name} must be a duration such as 30, 30s, 500ms, 5m, 2h or 7d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _redis_url(url: str) -> str:
+    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    return url
+
+
+def _webhook_secret(value: str) -> bytes:
+    if not value:
+        return b""
+    encoded = value.removeprefix("whsec_")
+    try:
+        secret = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("RELAY_WEBHOOK_SECRET must be 'whsec_' followed by base64 (Standard Webhooks)") from None
+    if len(secret) < 16:
+        raise ConfigError("RELAY_WEBHOOK_SECRET is too short: use at least 16 random bytes (24+ base64 characters)")
+    return secret
+
+
+def _targets(env: Mapping[str, str]) -> tuple[TargetSpec, ...]:
+    """Parse ``*_WEBHOOK_URL``: comma-separated URLs, options in the URL fragment.
+
+    The fragment is never sent to the target, so it is a safe place for our options:
+    ``https://hooks.slack.com/services/T/B/X#name=ops&only=failed&rate=1/1s``.
+    """
+    specs: list[TargetSpec] = []
+    for variable, kind in TARGET_KINDS.items():
+        entries = [entry.strip() for entry in env.get(variable, "").split(",") if entry.strip()]
+        for position, entry in enumerate(entries, start=1):
+            where = f"{variable} entry {position}"
+            parts = urlsplit(entry)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ConfigError(f"{where} is not an http(s) URL")
+            try:
+                options = dict(parse_qsl(parts.fragment, keep_blank_values=True, strict_parsing=bool(parts.fragment)))
+            except ValueError:
+                raise ConfigError(f"{where}: options after '#' must look like name=ops&only=failed") from None
+            unknown = set(options) - {"name", "only", "rate"}
+            if unknown:
+                raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))} (known: name, only, rate)")
+            name = options.get("name") or (kind if position == 1 else f"{kind}-{position}")
+            if not _NAME.match(name):
+                raise ConfigError(f"{where}: name must be lowercase letters, digits, '-' or '_' (at most 40)")
+            only = options.get("only", "all")
+            if only not in EVENT_FILTERS:
+                raise ConfigError(f"{where}: only must be one of {', '.join(EVENT_FILTERS)}")
+            rate = _rate(options["rate"], where) if "rate" in options else DEFAULT_RATES[kind]
+            url = urlunsplit(parts._replace(fragment=""))
+            specs.append(TargetSpec(kind=kind, name=name, url=url, only=EVENT_FILTERS[only], rate=rate))
+    if env.get("RELAY_WEBHOOK_SECRET", "").strip() and not any(spec.kind == "webhook" for spec in specs):
+        raise ConfigError("RELAY_WEBHOOK_SECRET is set but RELAY_WEBHOOK_URL is not")
+    names = [spec.name for spec in specs]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ConfigError(f"target names must be unique; repeated: {', '.join(duplicated)} (set #name=... on a URL)")
+    if not specs:
+        specs.append(TargetSpec(kind="console", name="console", rate=DEFAULT_RATES["console"]))
+    return tuple(specs)
+
+
+def _rate(value: str, where: str) -> tuple[int, float]:
+    count, _, period = value.partition("/")
+    try:
+        messages = int(count)
+    except ValueError:
+        messages = 0
+    if messages < 1 or not period:
+        raise ConfigError(f"{where}: rate must look like 1/1s or 5/2s (messages per period)")
+    seconds = parse_duration(period, where + " rate")
+    if seconds <= 0:
+        raise ConfigError(f"{where}: rate period must be positive")
+    return messages, seconds

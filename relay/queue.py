@@ -1,0 +1,43 @@
+"""The delivery queue: one RQ job per (event, target), carrying ids only, never a URL or a secret."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import redis
+import rq
+from rq import Retry
+
+from relay.config import Settings
+
+DELIVER = "relay.jobs.deliver"
+# RQ's own retry covers only what our job cannot handle itself: a worker killed mid-job (an
+# "abandoned" job) or an unexpected error. Delivery failures are retried by the job, on its schedule.
+CRASH_RETRY = Retry(max=5, interval=[5, 30, 60, 120, 300])
+
+
+def delivery_queue(settings: Settings, connection: redis.Redis) -> rq.Queue:
+    return rq.Queue(settings.queue_name, connection=connection, default_timeout=settings.job_timeout)
+
+
+def enqueue_delivery(
+    queue: rq.Queue,
+    event_id: str,
+    target: str,
+    *,
+    attempt: int = 1,
+    delay: float = 0.0,
+    force: bool = False,
+    pipeline: redis.client.Pipeline | None = None,
+) -> rq.job.Job:
+    options = {
+        "args": (event_id, target),
+        "kwargs": {"attempt": attempt, "force": force},
+        "result_ttl": 0,  # a delivered job leaves nothing behind; the delivery state says it all
+        "failure_ttl": 7 * 86400,
+        "retry": CRASH_RETRY,
+        "description": f"deliver {event_id} to {target} (attempt {attempt})",
+    }
+    if delay > 0:
+        return queue.enqueue_in(timedelta(seconds=delay), DELIVER, **options)
+    return queue.enqueue_call(DELIVER, pipeline=pipeline, **options)

@@ -1,0 +1,40 @@
+"""Per-target pacing shared by every worker: a GCRA (generic cell rate) limiter in Redis.
+
+``reserve(name, count, period)`` books the next free slot for one message to a target allowing
+``count`` messages per ``period`` seconds (``count`` of them may go at once), and returns how long
+the caller must wait for it. Slots are booked in order across all workers, so a burst of
+callbacks is paced instead of meeting a storm of 429s. A wait longer than ``max_wait`` books
+nothing: the caller reschedules instead of holding a worker.
+"""
+
+from __future__ import annotations
+
+import redis
+
+_GCRA = """
+local now_t = redis.call('TIME')
+local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - (burst - 1) * interval - now
+if wait < 0 then wait = 0 end
+if wait > max_wait then return wait end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
+return wait
+"""
+
+
+class RateLimiter:
+    def __init__(self, connection: redis.Redis, max_wait: float = 5.0) -> None:
+        self.script = connection.register_script(_GCRA)
+        self.max_wait_ms = int(max_wait * 1000)
+
+    def reserve(self, name: str, count: int, period: float) -> float:
+        """Seconds to wait before sending one message to ``name``."""
+        interval_ms = max(1, int(period * 1000 / count))
+        wait_ms = self.script(keys=[f"relay:rate:{name}"], args=[interval_ms, count, self.max_wait_ms])
+        return int(wait_ms) / 1000.0

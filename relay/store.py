@@ -1,0 +1,106 @@
+"""The relay's Redis layout, in one place. Nothing here holds a secret: targets appear by name.
+
+- ``relay:event:<event id>``      the normalised event (JSON); doubles as the dedup record; TTL
+  ``RELAY_DEDUP_TTL``.
+- ``relay:task:<task id>``        set of the task's event ids (for status look-ups); same TTL.
+- ``relay:deliveries:<event id>`` hash, target name → delivery state (JSON); same TTL.
+- ``relay:lock:<event id>:<target>`` held while one worker posts to one target.
+- ``relay:dead``                  sorted set of ``<event id>/<target>`` by time of death.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from relay.suno import Event, now_rfc3339
+
+DEAD_LETTERS = "relay:dead"
+
+QUEUED, SENDING, RETRYING, DELIVERED, DEAD = "queued", "sending", "retrying", "delivered", "dead"
+
+
+def event_key(event_id: str) -> str:
+    return f"relay:event:{event_id}"
+
+
+def task_key(task_id: str) -> str:
+    return f"relay:task:{task_id}"
+
+
+def deliveries_key(event_id: str) -> str:
+    return f"relay:deliveries:{event_id}"
+
+
+def lock_key(event_id: str, target: str) -> str:
+    return f"relay:lock:{event_id}:{target}"
+
+
+@dataclass
+class DeliveryState:
+    state: str = QUEUED
+    attempt: int = 0  # attempts made so far
+    parts_sent: int = 0  # messages of this event the target has accepted (long lyrics span several)
+    at: str = ""  # when the state was last changed (RFC 3339)
+    next_at: str | None = None  # when a retry is due
+    reason: str = ""  # the last failure, never a URL or a secret
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes | None) -> DeliveryState:
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+class Store:
+    """Reads and writes of the layout above, on one Redis connection."""
+
+    def __init__(self, connection: redis.Redis, ttl: int) -> None:
+        self.redis = connection
+        self.ttl = ttl
+
+    def load_event(self, event_id: str) -> Event | None:
+        raw = self.redis.get(event_key(event_id))
+        return Event.from_json(raw) if raw else None
+
+    def event_ids(self, task_id: str) -> list[str]:
+        return sorted(member.decode() for member in self.redis.smembers(task_key(task_id)))
+
+    def delivery(self, event_id: str, target: str) -> DeliveryState:
+        return DeliveryState.from_json(self.redis.hget(deliveries_key(event_id), target))
+
+    def deliveries(self, event_id: str) -> dict[str, DeliveryState]:
+        raw = self.redis.hgetall(deliveries_key(event_id))
+        return {name.decode(): DeliveryState.from_json(value) for name, value in sorted(raw.items())}
+
+    def save_delivery(self, event_id: str, target: str, state: DeliveryState, pipeline: Any = None) -> None:
+        state.at = now_rfc3339()
+        client = pipeline if pipeline is not None else self.redis
+        client.hset(deliveries_key(event_id), target, state.to_json())
+
+    def mark_dead(self, event_id: str, target: str, state: DeliveryState, when: float) -> None:
+        """Dead letters are kept at least as long as their event: both get a fresh TTL."""
+        with self.redis.pipeline() as pipe:
+            self.save_delivery(event_id, target, state, pipeline=pipe)
+            pipe.zadd(DEAD_LETTERS, {f"{event_id}/{target}": when})
+            for key in (event_key(event_id), deliveries_key(event_id)):
+                pipe.expire(key, self.ttl)
+            pipe.execute()
+
+    def dead_letters(self) -> list[tuple[str, str, float]]:
+        entries = self.redis.zrange(DEAD_LETTERS, 0, -1, withscores=True)
+        letters = []
+        for member, score in entries:
+            event_id, _, target = member.decode().partition("/")
+            letters.append((event_id, target, score))
+        return letters
+
+    def forget_dead(self, event_id: str, target: str) -> None:
+        self.redis.zrem(DEAD_LETTERS, f"{event_id}/{target}")

@@ -1,0 +1,235 @@
+"""Suno lyrics callbacks: every published payload dialect → one normalised event.
+
+Pure: no Flask, no Redis, no I/O. Dialects accepted (all give the same event):
+
+- task id as ``data.task_id`` or ``data.taskId`` (a string, or an integer);
+- lyrics list as ``data.data`` or ``data.lyricsData`` (null or absent for error callbacks);
+- error text per item as ``error_message`` or ``errorMessage``;
+- ``callbackType`` ``complete`` or ``error`` (absent: ``error`` when there are no items and
+  ``code`` is not 200, else ``complete``);
+- item ``status`` ``complete`` / ``failed`` (also ``success`` / ``error``; absent: ``complete``
+  when the item has text and no error).
+
+Unknown fields are ignored. Anything structurally wrong raises :class:`PayloadError` with a
+message that says what and where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+MAX_TASK_ID_LENGTH = 200
+
+COMPLETED = "lyrics.completed"
+FAILED = "lyrics.failed"
+
+_COMPLETE_WORDS = {"complete", "completed", "success", "succeeded", "ok"}
+_FAILED_WORDS = {"failed", "fail", "failure", "error"}
+
+
+class PayloadError(ValueError):
+    """The payload cannot be understood; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Lyric:
+    title: str
+    text: str
+    status: str  # "complete" or "failed" (or the provider's word, lowercased, if unknown)
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+
+@dataclass(frozen=True)
+class Event:
+    """The normalised event; :meth:`to_dict` is the generic webhook body."""
+
+    id: str
+    task_id: str
+    callback_type: str
+    code: int | None
+    message: str
+    received_at: str
+    lyrics: tuple[Lyric, ...] = field(default_factory=tuple)
+
+    @property
+    def type(self) -> str:
+        return COMPLETED if any(item.ok for item in self.lyrics) else FAILED
+
+    @property
+    def failed(self) -> bool:
+        return self.type == FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "id": self.id,
+            "task_id": self.task_id,
+            "callback_type": self.callback_type,
+            "code": self.code,
+            "message": self.message,
+            "received_at": self.received_at,
+            "lyrics": [asdict(item) for item in self.lyrics],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            id=data["id"],
+            task_id=data["task_id"],
+            callback_type=data["callback_type"],
+            code=data["code"],
+            message=data["message"],
+            received_at=data["received_at"],
+            lyrics=tuple(Lyric(**item) for item in data["lyrics"]),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Event:
+        return cls.from_dict(json.loads(raw))
+
+
+def event_id(task_id: str, callback_type: str) -> str:
+    """Stable id of (task, callback type): the same for a repeat, a retry, a replay or a poll."""
+    digest = hashlib.sha256(f"{task_id}\x00{callback_type}".encode()).hexdigest()
+    return f"evt_{digest[:32]}"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _reject_constant(name: str) -> Any:
+    raise PayloadError(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, bounded nesting."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise PayloadError("body is empty; expected a JSON object")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except PayloadError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise PayloadError("body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python's digit limit
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+
+
+def _first(mapping: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if mapping.get(name) is not None:
+            return mapping[name]
+    return None
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise PayloadError(f"{where} must be a string, got {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", bool: "a boolean", str: "a string"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else "null"
+    )
+
+
+def _code(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise PayloadError(f"code must be an integer, got {_kind(value)}")
+
+
+def _status(raw: Any, text: str, error: str, where: str) -> str:
+    word = _text(raw, where).strip().lower()
+    if not word:
+        return "complete" if text.strip() and not error else "failed"
+    if word in _COMPLETE_WORDS:
+        return "complete"
+    if word in _FAILED_WORDS:
+        return "failed"
+    return word
+
+
+def _lyric(item: Any, where: str) -> Lyric:
+    if not isinstance(item, dict):
+        raise PayloadError(f"{where} must be an object, got {_kind(item)}")
+    text = _text(item.get("text"), f"{where}.text")
+    error = _text(_first(item, "error_message", "errorMessage"), f"{where}.error_message")
+    return Lyric(
+        title=_text(item.get("title"), f"{where}.title").strip(),
+        text=text,
+        status=_status(item.get("status"), text, error, f"{where}.status"),
+        error=error,
+    )
+
+
+def normalise(payload: Any, received_at: str | None = None) -> Event:
+    """Turn a decoded callback body of any known dialect into an :class:`Event`."""
+    if not isinstance(payload, dict):
+        raise PayloadError(f"body must be a JSON object, got {_kind(payload)}")
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise PayloadError("data must be an object holding task_id" + ("" if data is None else f", got {_kind(data)}"))
+
+    raw_id = _first(data, "task_id", "taskId")
+    if raw_id is None:
+        raise PayloadError("data.task_id (or data.taskId) is missing")
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)):
+        raise PayloadError(f"data.task_id must be a string, got {_kind(raw_id)}")
+    task_id = str(raw_id).strip()
+    if not task_id:
+        raise PayloadError("data.task_id is empty")
+    if len(task_id) > MAX_TASK_ID_LENGTH or not task_id.isprintable():
+        raise PayloadError(f"data.task_id must be at most {MAX_TASK_ID_LENGTH} printable characters")
+
+    list_name = "data.data" if data.get("data") is not None else "data.lyricsData"
+    items = _first(data, "data", "lyricsData")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise PayloadError(f"{list_name} must be an array or null, got {_kind(items)}")
+    lyrics = tuple(_lyric(item, f"{list_name}[{index}]") for index, item in enumerate(items))
+
+    code = _code(payload.get("code"))
+    callback_type = _text(_first(data, "callbackType", "callback_type"), "data.callbackType").strip().lower()
+    if not callback_type:
+        callback_type = "error" if not lyrics and code not in (None, 200) else "complete"
+
+    return Event(
+        id=event_id(task_id, callback_type),
+        task_id=task_id,
+        callback_type=callback_type,
+        code=code,
+        message=_text(payload.get("msg"), "msg"),
+        received_at=received_at or now_rfc3339(),
+        lyrics=lyrics,
+    )

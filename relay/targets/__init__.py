@@ -1,0 +1,29 @@
+"""Delivery targets, one module per service over :mod:`relay.targets.base`."""
+
+from __future__ import annotations
+
+import requests
+
+from relay.config import Settings, TargetSpec
+from relay.targets.base import Outcome, Target
+from relay.targets.console import ConsoleTarget
+from relay.targets.discord import DiscordTarget
+from relay.targets.slack import SlackTarget
+from relay.targets.webhook import WebhookTarget
+
+KINDS: dict[str, type[Target]] = {cls.kind: cls for cls in (SlackTarget, DiscordTarget, WebhookTarget, ConsoleTarget)}
+
+__all__ = ["KINDS", "Outcome", "Target", "build_target", "build_targets"]
+
+
+def build_target(spec: TargetSpec, settings: Settings, session: requests.Session | None = None) -> Target:
+    cls = KINDS[spec.kind]
+    if cls is WebhookTarget:
+        return WebhookTarget(spec, timeout=settings.http_timeout, session=session, secret=settings.webhook_secret)
+    return cls(spec, timeout=settings.http_timeout, session=session)
+
+
+def build_targets(settings: Settings) -> dict[str, Target]:
+    """Every configured target by name; they share one HTTP session (connection pooling)."""
+    session = requests.Session()
+    return {spec.name: build_target(spec, settings, session) for spec in settings.targets}

@@ -1,0 +1,182 @@
+"""What every target shares: rendering an event into messages, posting them, and reading the answer.
+
+A target knows nothing of Flask, Redis or RQ. It turns an :class:`~relay.suno.Event` into one or
+more JSON messages (:meth:`Target.render`) and posts one message (:meth:`Target.send`), returning
+an :class:`Outcome` that says whether to stop, retry (and not before when) or give up.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import requests
+
+from relay.config import TargetSpec
+from relay.suno import Event
+
+# Nothing is cut silently: past this many messages for one event, the last message says how much
+# was left out. 20 Slack messages hold ~3 MB of text, far beyond any lyrics.
+MAX_MESSAGES = 20
+MAX_RETRY_AFTER = 3600.0
+_SECTION_TAG = re.compile(r"^\s*\[([^\[\]\n]{1,60})\]\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one POST. ``reason`` is short and never holds the URL or a secret."""
+
+    ok: bool
+    reason: str = ""
+    status: int | None = None
+    permanent: bool = False
+    retry_after: float | None = None  # seconds the target asked us to wait
+
+    @classmethod
+    def delivered(cls, status: int) -> Outcome:
+        return cls(ok=True, reason=f"HTTP {status}", status=status)
+
+
+class Target:
+    """Base of every target. Subclasses set ``kind`` and implement :meth:`render`."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, spec: TargetSpec, *, timeout: float = 10.0, session: requests.Session | None = None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.timeout = timeout
+        self.session = session or requests.Session()
+
+    def __repr__(self) -> str:  # never show the URL
+        return f"<{type(self).__name__} {self.name}>"
+
+    def wants(self, event: Event) -> bool:
+        return self.spec.wants(event.type)
+
+    def render(self, event: Event) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def headers(self, body: bytes, event: Event) -> dict[str, str]:
+        return {"Content-Type": "application/json", "User-Agent": "suno-relay"}
+
+    def send(self, message: dict[str, Any], event: Event) -> Outcome:
+        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            response = self.session.post(
+                self.spec.url,
+                data=body,
+                headers=self.headers(body, event),
+                # (connect, read): both well below the job timeout, so RQ never counts a job
+                # as lost while it is still waiting on a slow target.
+                timeout=(min(5.0, self.timeout), self.timeout),
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            return Outcome(ok=False, reason=f"timeout ({type(exc).__name__})")
+        except requests.RequestException as exc:
+            # str(exc) would include the URL, which is a secret: keep the class name only.
+            return Outcome(ok=False, reason=f"connection error ({type(exc).__name__})")
+        return self.classify(response)
+
+    def classify(self, response: requests.Response) -> Outcome:
+        """Read the target's answer. Subclasses add what their service says in the body."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return Outcome.delivered(status)
+        detail = self.describe_error(response)
+        reason = f"HTTP {status}" + (f": {detail}" if detail else "")
+        if status == 429 or status == 408 or status >= 500:
+            return Outcome(ok=False, reason=reason, status=status, retry_after=self.retry_after(response))
+        # Other 4xx (and 3xx: a webhook that redirects is misconfigured) will not get better.
+        return Outcome(ok=False, reason=reason, status=status, permanent=True)
+
+    def describe_error(self, response: requests.Response) -> str:
+        return short_text(response.text)
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (``"2"``, ``"1.5"``) or an HTTP date; capped, never negative."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def short_text(text: str, limit: int = 120) -> str:
+    """A one-line excerpt of a target's answer, safe to log."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def chunk_text(text: str, limit: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``limit`` characters, at the widest boundary that fits:
+    blank lines (stanzas) first, then lines, then spaces, then anywhere. Nothing is dropped."""
+    text = text.strip("\n")
+    if not text:
+        return []
+    pieces: list[str] = []
+    while len(text) > limit:
+        window = text[: limit + 1]
+        cut = -1
+        for separator in ("\n\n", "\n", " "):
+            cut = window.rfind(separator, 0, limit + 1)
+            if cut > 0:
+                break
+        if cut <= 0:
+            pieces.append(text[:limit])
+            text = text[limit:]
+            continue
+        head = text[:cut].rstrip()
+        pieces.append(head if head else text[:cut])
+        text = text[cut:].lstrip("\n") if text[cut] == "\n" else text[cut + 1 :]
+    if text.strip():
+        pieces.append(text)
+    return pieces
+
+
+def label_sections(text: str, bold: str) -> str:
+    """``[Verse 2]`` alone on a line → the service's bold label (``*Verse 2*`` / ``**Verse 2**``)."""
+    return _SECTION_TAG.sub(lambda match: f"{bold}{match.group(1).strip()}{bold}", text)
+
+
+def truncate(text: str, limit: int) -> str:
+    """For titles only (lyrics are never truncated): a visible ellipsis marks the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failure_text(event: Event) -> str:
+    """The provider's own explanation of a failed task, for failure notices."""
+    errors = [item.error for item in event.lyrics if not item.ok and item.error]
+    parts = errors or ([event.message] if event.message else [])
+    text = "; ".join(dict.fromkeys(part.strip() for part in parts if part.strip()))
+    if event.code not in (None, 200):
+        text = f"{text} (code {event.code})" if text else f"code {event.code}"
+    return text or "no reason given by the provider"
+
+
+def limit_messages(messages: list[Any], omitted_note: Any) -> list[Any]:
+    """Cap the number of messages; the caller's ``omitted_note(n)`` becomes the last message."""
+    if len(messages) <= MAX_MESSAGES:
+        return messages
+    kept = messages[: MAX_MESSAGES - 1]
+    return [*kept, omitted_note(len(messages) - len(kept))]

@@ -1,0 +1,98 @@
+"""Discord webhooks: embeds, and never a ping.
+
+Limits (Discord's API reference): embed title 256, description 4096, all embeds of one message
+6000 characters, 10 embeds a message. ``allowed_mentions: {"parse": []}`` on every message, so
+``@everyone`` or ``<@id>`` in lyrics mention nobody.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from relay.suno import Event, Lyric
+from relay.targets.base import (
+    MAX_RETRY_AFTER,
+    Target,
+    chunk_text,
+    failure_text,
+    label_sections,
+    limit_messages,
+    short_text,
+    truncate,
+)
+
+TITLE_LIMIT = 256
+DESCRIPTION_LIMIT = 4096
+FOOTER_LIMIT = 2048
+MESSAGE_LIMIT = 6000
+EMBEDS_PER_MESSAGE = 10
+GREEN, RED = 0x2ECC71, 0xE74C3C
+NO_MENTIONS = {"parse": []}
+
+
+def _size(embed: dict[str, Any]) -> int:
+    return sum(len(embed.get(key, "")) for key in ("title", "description")) + len(embed["footer"]["text"])
+
+
+class DiscordTarget(Target):
+    kind = "discord"
+
+    def render(self, event: Event) -> list[dict[str, Any]]:
+        footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200)}
+        embeds: list[dict[str, Any]] = []
+        if not event.lyrics:
+            embeds.append({"title": "Lyrics generation failed", "description": f"❌ {failure_text(event)}"[:DESCRIPTION_LIMIT], "color": RED})
+        for item in event.lyrics:
+            embeds += self._item_embeds(item)
+        messages: list[list[dict[str, Any]]] = [[]]
+        for embed in embeds:
+            embed["footer"] = footer
+            page = messages[-1]
+            if page and (len(page) == EMBEDS_PER_MESSAGE or sum(map(_size, page)) + _size(embed) > MESSAGE_LIMIT):
+                messages.append(page := [])
+            page.append(embed)
+        rendered = [{"embeds": page, "allowed_mentions": NO_MENTIONS} for page in messages]
+        return limit_messages(rendered, self._omitted)
+
+    @staticmethod
+    def _item_embeds(item: Lyric) -> list[dict[str, Any]]:
+        title = item.title or "Untitled lyrics"
+        if not item.ok:
+            reason = item.error or f"status {item.status}"
+            return [{"title": truncate(f"Failed: {title}", TITLE_LIMIT), "description": f"❌ **Lyrics generation failed:** {reason}"[:DESCRIPTION_LIMIT], "color": RED}]
+        # Leave room for title and footer so that every embed fits a message on its own.
+        pieces = chunk_text(label_sections(item.text, "**"), DESCRIPTION_LIMIT - 400) or ["*(empty)*"]
+        return [
+            {"title": truncate(title if n == 1 else f"{title} (continued)", TITLE_LIMIT), "description": piece, "color": GREEN}
+            for n, piece in enumerate(pieces, start=1)
+        ]
+
+    @staticmethod
+    def _omitted(omitted: int) -> dict[str, Any]:
+        note = f"⚠️ {omitted} more message(s) of lyrics were not sent: they exceed the relay's limit."
+        return {"content": note, "allowed_mentions": NO_MENTIONS}
+
+    def describe_error(self, response: requests.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return super().describe_error(response)
+        if isinstance(body, dict) and "message" in body:
+            code = f" ({body['code']})" if "code" in body else ""
+            return short_text(f"{body['message']}{code}")
+        return super().describe_error(response)
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        # Discord puts a float `retry_after` (seconds) in the JSON body of a 429; use the larger
+        # of it and the header, so that we never come back sooner than asked.
+        header = super().retry_after(response)
+        try:
+            body = response.json()
+            value = float(body["retry_after"]) if isinstance(body, dict) and "retry_after" in body else None
+        except (ValueError, TypeError):
+            value = None
+        if value is None or value != value:
+            return header
+        return min(max(value, header or 0.0, 0.0), MAX_RETRY_AFTER)

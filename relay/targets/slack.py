@@ -1,0 +1,97 @@
+"""Slack incoming webhooks: Block Kit messages with a plain-text fallback.
+
+Limits (Slack's Block Kit reference): header text 150 characters, section text 3000, 50 blocks a
+message. Provider text is escaped (``&``, ``<``, ``>``) so ``<!channel>`` in lyrics pings nobody.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from relay.suno import Event, Lyric
+from relay.targets.base import (
+    Outcome,
+    Target,
+    chunk_text,
+    failure_text,
+    label_sections,
+    limit_messages,
+    truncate,
+)
+
+HEADER_LIMIT = 150
+SECTION_LIMIT = 3000
+BLOCKS_PER_MESSAGE = 50
+# Slack answers these with 4xx: the webhook is gone or disabled, retrying cannot help.
+PERMANENT_ERRORS = {
+    "no_service", "invalid_token", "channel_not_found", "channel_is_archived",
+    "action_prohibited", "no_active_hooks", "team_disabled", "no_service_id", "invalid_payload",
+    "user_not_found", "posting_to_general_channel_denied", "too_many_attachments",
+}  # fmt: skip
+
+
+def escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": truncate(escape(text), HEADER_LIMIT)}}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+class SlackTarget(Target):
+    kind = "slack"
+
+    def render(self, event: Event) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if not event.lyrics:
+            blocks += [_header("Lyrics generation failed"), _section(f":x: {escape(failure_text(event))}")]
+        for item in event.lyrics:
+            blocks += self._item_blocks(item)
+        footer = _context(f"Suno task `{escape(event.task_id)}` · {escape(event.callback_type)}")
+        pages = [blocks[i : i + BLOCKS_PER_MESSAGE - 1] for i in range(0, len(blocks), BLOCKS_PER_MESSAGE - 1)]
+        fallback = escape(self._fallback(event))
+        messages = [
+            {"text": fallback if n == 1 else f"{fallback} (part {n} of {len(pages)})", "blocks": [*page, footer]}
+            for n, page in enumerate(pages, start=1)
+        ]
+        return limit_messages(messages, lambda omitted: self._omitted(fallback, footer, omitted))
+
+    def _item_blocks(self, item: Lyric) -> list[dict[str, Any]]:
+        title = item.title or "Untitled lyrics"
+        if not item.ok:
+            reason = item.error or f"status {item.status}"
+            return [_header(f"Failed: {title}"), _section(f":x: *Lyrics generation failed:* {escape(reason)}")]
+        text = label_sections(escape(item.text), "*")
+        return [_header(title), *(_section(piece) for piece in chunk_text(text, SECTION_LIMIT) or ["_(empty)_"])]
+
+    @staticmethod
+    def _fallback(event: Event) -> str:
+        if event.failed:
+            return f"Lyrics generation failed: {failure_text(event)}"
+        titles = ", ".join(item.title or "Untitled" for item in event.lyrics if item.ok)
+        return truncate(f"New lyrics: {titles}", 300)
+
+    @staticmethod
+    def _omitted(fallback: str, footer: dict[str, Any], omitted: int) -> dict[str, Any]:
+        note = f":warning: {omitted} more message(s) of lyrics were not sent: they exceed the relay's limit."
+        return {"text": f"{fallback} (truncated)", "blocks": [_section(note), footer]}
+
+    def describe_error(self, response: requests.Response) -> str:
+        return response.text.strip()[:80] if response.text.strip().replace("_", "").isalnum() else super().describe_error(response)
+
+    def classify(self, response: requests.Response) -> Outcome:
+        outcome = super().classify(response)
+        answer = response.text.strip()
+        if outcome.ok or answer not in PERMANENT_ERRORS:
+            return outcome
+        return Outcome(ok=False, reason=f"slack: {answer} (HTTP {response.status_code})", status=response.status_code, permanent=True)

@@ -1,0 +1,67 @@
+"""Fixtures: a real Redis server (``REDIS_URL`` if set, else one started here on a free port),
+real local HTTP receivers, settings built from an environment dict."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from relay.config import Settings
+from relay.dev import RedisServer
+from tests.support import Receiver
+
+TOKEN = "test-token-0123456789abcdef"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_conn(redis_url: str) -> redis.Redis:
+    connection = redis.Redis.from_url(redis_url)
+    connection.flushdb()
+    return connection
+
+
+@pytest.fixture
+def make_settings(redis_url: str) -> Callable[..., Settings]:
+    def make(**env: str) -> Settings:
+        base = {"REDIS_URL": redis_url, "RELAY_CALLBACK_TOKEN": TOKEN, "RELAY_BACKOFF": "1,2,3"}
+        return Settings.from_env({**base, **env})
+
+    return make
+
+
+@pytest.fixture
+def receivers() -> Iterator[Callable[..., Receiver]]:
+    started: list[Receiver] = []
+
+    def start(**kwargs: object) -> Receiver:
+        receiver = Receiver(**kwargs)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.close()
+
+
+@pytest.fixture
+def sample() -> dict:
+    return copy.deepcopy(json.loads((EXAMPLES / "lyrics-complete.json").read_text()))

@@ -1,0 +1,152 @@
+"""Test helpers: local HTTP receivers that stand in for Slack, Discord and webhook consumers, and
+the real Procfile processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+from relay.dev import ROOT, free_port, procfile, wait_for_port
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.monotonic() on arrival
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | str = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1. Scripted replies are used in order, then ``default``."""
+
+    def __init__(self, default: Reply | None = None) -> None:
+        self.default = default or Reply()
+        self.script: list[Reply] = []
+        self.received: list[Received] = []
+        self.replies: list[int] = []
+        self.rule: Callable[[Receiver], Reply | None] | None = None
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                with receiver.lock:
+                    reply = (receiver.rule and receiver.rule(receiver)) or (
+                        receiver.script.pop(0) if receiver.script else receiver.default
+                    )
+                    entry = Received(self.path, dict(self.headers.items()), body, time.monotonic())
+                    receiver.replies.append(reply.status)
+                    if 200 <= reply.status < 300:
+                        receiver.received.append(entry)
+                    receiver.attempts.append(entry)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.attempts: list[Received] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.received) >= count:
+                return self.received
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} deliveries, got {len(self.received)} (replies {self.replies})")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Procfile:
+    """The Procfile's processes (real gunicorn, real RQ worker), started as the platform would."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
+        self.log_dir = log_dir
+        self.processes: dict[str, list[subprocess.Popen]] = {}
+        self.commands = procfile()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, name: str) -> subprocess.Popen:
+        index = len(self.processes.setdefault(name, []))
+        log = open(self.log_dir / f"{name}-{index}.log", "ab")  # noqa: SIM115 - owned by the process
+        process = subprocess.Popen(
+            self.commands[name], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.processes[name].append(process)
+        if name == "web":
+            wait_for_port(self.port, timeout=20)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    if requests.get(f"{self.base_url}/healthz", timeout=1).ok:
+                        break
+                except requests.RequestException:
+                    time.sleep(0.05)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*.log")))
+
+    def stop(self) -> None:
+        for group in self.processes.values():
+            for process in group:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+        for group in self.processes.values():
+            for process in group:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()

@@ -1,0 +1,186 @@
+"""The door: auth, validation, dedup, atomic store + enqueue, health. Real Redis, Flask test client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+import rq
+
+from relay import create_app
+from relay.config import ConfigError
+from relay.dev import RedisServer, free_port
+from relay.store import deliveries_key, event_key, task_key
+from relay.suno import event_id
+from tests.conftest import TOKEN
+
+PATH = "/callbacks/suno/lyrics"
+SLACK = "http://127.0.0.1:9/services/T000/B000/SLACKSECRETxyz"
+DISCORD = "http://127.0.0.1:9/api/webhooks/1/DISCORDSECRETxyz"
+
+
+@pytest.fixture
+def settings(make_settings, redis_conn):
+    return make_settings(SLACK_WEBHOOK_URL=SLACK, DISCORD_WEBHOOK_URL=f"{DISCORD}#only=failed")
+
+
+@pytest.fixture
+def client(settings):
+    return create_app(settings).test_client()
+
+
+def post(client, body, token: str | None = TOKEN, **kwargs):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    query = {"token": token} if token is not None else {}
+    return client.post(PATH, data=data, query_string=query, content_type="application/json", **kwargs)
+
+
+def queued_jobs(settings, redis_conn) -> list[rq.job.Job]:
+    queue = rq.Queue(settings.queue_name, connection=redis_conn)
+    return [queue.fetch_job(job_id) for job_id in queue.job_ids]
+
+
+def test_first_callback_is_received_stored_and_queued(client, settings, redis_conn, sample) -> None:
+    response = post(client, sample)
+    task_id = sample["data"]["task_id"]
+    evt = event_id(task_id, "complete")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "received", "task_id": task_id, "event_id": evt}
+    stored = json.loads(redis_conn.get(event_key(evt)))
+    assert stored["task_id"] == task_id and stored["lyrics"][0]["title"] == "Starry Night Dreams"
+    assert redis_conn.smembers(task_key(task_id)) == {evt.encode()}
+    assert 6 * 86400 < redis_conn.ttl(event_key(evt)) <= 7 * 86400
+    # One job per interested target: Discord only wants failures.
+    jobs = queued_jobs(settings, redis_conn)
+    assert [(job.args, job.func_name) for job in jobs] == [((evt, "slack"), "relay.jobs.deliver")]
+    assert set(redis_conn.hgetall(deliveries_key(evt))) == {b"slack"}
+
+
+def test_repeat_is_a_duplicate_and_queues_nothing(client, settings, redis_conn, sample) -> None:
+    assert post(client, sample).get_json()["status"] == "received"
+    for _ in range(3):
+        response = post(client, sample)
+        assert response.status_code == 200 and response.get_json()["status"] == "duplicate"
+    assert len(queued_jobs(settings, redis_conn)) == 1
+
+
+def test_dedup_is_per_task_and_callback_type(client, settings, redis_conn, sample) -> None:
+    post(client, sample)
+    error = {"code": 500, "msg": "boom", "data": {"callbackType": "error", "task_id": sample["data"]["task_id"]}}
+    assert post(client, error).get_json()["status"] == "received"
+    other = json.loads(json.dumps(sample))
+    other["data"]["task_id"] = "another"
+    assert post(client, other).get_json()["status"] == "received"
+    assert len(queued_jobs(settings, redis_conn)) == 4  # slack ×2 (+ discord for the failure), slack for other
+
+
+def test_dedup_ttl_is_configurable(make_settings, redis_conn, sample) -> None:
+    client = create_app(make_settings(RELAY_DEDUP_TTL="2h")).test_client()
+    post(client, sample)
+    assert 7000 < redis_conn.ttl(event_key(event_id(sample["data"]["task_id"], "complete"))) <= 7200
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-token-0123456789", TOKEN + "x", TOKEN[:-1]])
+def test_missing_or_wrong_token_is_401_and_records_nothing(client, redis_conn, sample, token) -> None:
+    response = post(client, sample, token=token)
+    assert response.status_code == 401
+    assert "token" in response.get_json()["error"]
+    assert redis_conn.dbsize() == 0
+
+
+def test_token_in_header_is_accepted(client, sample) -> None:
+    response = client.post(PATH, json=sample, headers={"X-Relay-Token": TOKEN})
+    assert response.status_code == 200
+
+
+def test_unauthenticated_mode_needs_explicit_opt_in(make_settings, redis_conn, sample) -> None:
+    with pytest.raises(ConfigError, match="RELAY_CALLBACK_TOKEN is not set"):
+        create_app(make_settings(RELAY_CALLBACK_TOKEN=""))
+    client = create_app(make_settings(RELAY_CALLBACK_TOKEN="", RELAY_ALLOW_UNAUTHENTICATED="1")).test_client()
+    assert post(client, sample, token=None).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"", "body is empty"),
+        (b"not json", "body is not valid JSON"),
+        (b"[1]", "body must be a JSON object"),
+        (b'{"code": 200, "data": {"callbackType": "complete"}}', "data.task_id (or data.taskId) is missing"),
+        (b'{"data": {"task_id": "t", "data": "x"}}', "data.data must be an array"),
+        (b"\xff\xfe\x00", "body is not UTF-8"),
+        (b"[" * 50000, "body is not valid JSON"),
+    ],
+)
+def test_bad_bodies_get_400_with_the_reason(client, redis_conn, body, fragment) -> None:
+    response = post(client, body)
+    assert response.status_code == 400
+    assert fragment in response.get_json()["error"]
+    assert redis_conn.dbsize() == 0
+
+
+def test_wrong_content_type_with_json_body_is_accepted(client, sample) -> None:
+    response = client.post(PATH, data=json.dumps(sample), query_string={"token": TOKEN}, content_type="text/plain")
+    assert response.status_code == 200
+
+
+def test_body_over_limit_is_413(make_settings, redis_conn, sample) -> None:
+    client = create_app(make_settings(RELAY_MAX_BODY_BYTES="2048")).test_client()
+    sample["data"]["data"][0]["text"] = "la " * 1000
+    response = post(client, sample)
+    assert response.status_code == 413
+    assert "RELAY_MAX_BODY_BYTES" in response.get_json()["error"]
+    assert redis_conn.dbsize() == 0
+
+
+def test_other_routes_and_methods_answer_json(client) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and "error" in missing.get_json()
+    wrong_method = client.get(PATH)
+    assert wrong_method.status_code == 405 and "error" in wrong_method.get_json()
+
+
+def test_redis_down_is_503_with_retry_after(make_settings, sample) -> None:
+    app = create_app(make_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    response = post(app.test_client(), sample)
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert "error" in response.get_json()
+    assert app.test_client().get("/readyz").status_code == 503
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_readyz_ok_when_redis_answers(client) -> None:
+    assert client.get("/readyz").get_json() == {"status": "ok", "redis": "ok"}
+
+
+def test_failed_transaction_leaves_nothing_and_a_retry_succeeds(make_settings, sample) -> None:
+    """A Redis error inside the transaction (here: out of memory) stores no dedup record without
+    its work: the callback gets 503, nothing is written, and Suno's retry is received."""
+    server = RedisServer().start()
+    try:
+        connection = redis.Redis.from_url(server.url)
+        app = create_app(make_settings(REDIS_URL=server.url, SLACK_WEBHOOK_URL=SLACK))
+        connection.config_set("maxmemory", 1)  # with noeviction, every write now fails with OOM
+        response = post(app.test_client(), sample)
+        assert response.status_code == 503
+        evt = event_id(sample["data"]["task_id"], "complete")
+        assert not connection.exists(event_key(evt))
+        assert connection.llen("rq:queue:relay") == 0
+        connection.config_set("maxmemory", 0)
+        assert post(app.test_client(), sample).get_json()["status"] == "received"
+        assert connection.exists(event_key(evt)) and connection.llen("rq:queue:relay") == 1
+    finally:
+        server.stop()
+
+
+def test_no_secret_reaches_redis(client, redis_conn, sample) -> None:
+    post(client, sample)
+    post(client, {"code": 500, "msg": "boom", "data": {"callbackType": "error", "task_id": "t2"}})
+    dump = b""
+    for key in redis_conn.scan_iter():
+        dump += key + repr(redis_conn.dump(key)).encode()
+    assert dump  # something was written
+    for secret in (TOKEN, "SLACKSECRETxyz", "DISCORDSECRETxyz", "127.0.0.1:9"):
+        assert secret.encode() not in dump
