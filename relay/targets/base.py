@@ -132,26 +132,25 @@ def chunk_text(text: str, limit: int) -> list[str]:
     """Split ``text`` into pieces of at most ``limit`` characters, at the widest boundary that fits:
     blank lines (stanzas) first, then lines, then spaces, then anywhere. Nothing is dropped."""
     text = text.strip("\n")
-    if not text:
-        return []
     pieces: list[str] = []
-    while len(text) > limit:
-        window = text[: limit + 1]
+    start, end = 0, len(text)
+    while end - start > limit:
         cut = -1
         for separator in ("\n\n", "\n", " "):
-            cut = window.rfind(separator, 0, limit + 1)
-            if cut > 0:
+            cut = text.rfind(separator, start, start + limit + 1)
+            if cut > start:
                 break
-        if cut <= 0:
-            pieces.append(text[:limit])
-            text = text[limit:]
+        if cut <= start:  # no boundary at all: cut anywhere
+            pieces.append(text[start : start + limit])
+            start += limit
             continue
-        head = text[:cut].rstrip()
-        pieces.append(head if head else text[:cut])
-        text = text[cut:].lstrip("\n") if text[cut] == "\n" else text[cut + 1 :]
-    if text.strip():
-        pieces.append(text)
-    return pieces
+        pieces.append(text[start:cut].rstrip())
+        start = cut + 1
+        while start < end and text[start] == "\n":
+            start += 1
+    if text[start:].strip():
+        pieces.append(text[start:])
+    return [piece for piece in pieces if piece.strip()]
 
 
 def label_sections(text: str, bold: str) -> str:

@@ -25,15 +25,18 @@ from relay.targets.base import (
 
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
-FOOTER_LIMIT = 2048
 MESSAGE_LIMIT = 6000
 EMBEDS_PER_MESSAGE = 10
 GREEN, RED = 0x2ECC71, 0xE74C3C
 NO_MENTIONS = {"parse": []}
 
 
+# Two continuation pieces, a title and the footer fit one message (6000): lyrics go 5400 a message.
+PIECE_LIMIT = 2700
+
+
 def _size(embed: dict[str, Any]) -> int:
-    return sum(len(embed.get(key, "")) for key in ("title", "description")) + len(embed["footer"]["text"])
+    return sum(len(embed.get(key, "")) for key in ("title", "description"))
 
 
 class DiscordTarget(Target):
@@ -48,11 +51,13 @@ class DiscordTarget(Target):
             embeds += self._item_embeds(item)
         messages: list[list[dict[str, Any]]] = [[]]
         for embed in embeds:
-            embed["footer"] = footer
             page = messages[-1]
-            if page and (len(page) == EMBEDS_PER_MESSAGE or sum(map(_size, page)) + _size(embed) > MESSAGE_LIMIT):
+            full = sum(map(_size, page)) + _size(embed) + len(footer["text"]) > MESSAGE_LIMIT
+            if page and (len(page) == EMBEDS_PER_MESSAGE or full):
                 messages.append(page := [])
             page.append(embed)
+        for page in messages:
+            page[-1]["footer"] = footer  # once a message: the task id, without eating the budget
         rendered = [{"embeds": page, "allowed_mentions": NO_MENTIONS} for page in messages]
         return limit_messages(rendered, self._omitted)
 
@@ -62,12 +67,10 @@ class DiscordTarget(Target):
         if not item.ok:
             reason = item.error or f"status {item.status}"
             return [{"title": truncate(f"Failed: {title}", TITLE_LIMIT), "description": f"❌ **Lyrics generation failed:** {reason}"[:DESCRIPTION_LIMIT], "color": RED}]
-        # Leave room for title and footer so that every embed fits a message on its own.
-        pieces = chunk_text(label_sections(item.text, "**"), DESCRIPTION_LIMIT - 400) or ["*(empty)*"]
-        return [
-            {"title": truncate(title if n == 1 else f"{title} (continued)", TITLE_LIMIT), "description": piece, "color": GREEN}
-            for n, piece in enumerate(pieces, start=1)
-        ]
+        pieces = chunk_text(label_sections(item.text, "**"), PIECE_LIMIT) or ["*(empty)*"]
+        embeds: list[dict[str, Any]] = [{"description": piece, "color": GREEN} for piece in pieces]
+        embeds[0]["title"] = truncate(title, TITLE_LIMIT)
+        return embeds
 
     @staticmethod
     def _omitted(omitted: int) -> dict[str, Any]:
