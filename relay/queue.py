@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+import time
+from datetime import datetime, timezone
 
 import redis
 import rq
@@ -39,5 +41,8 @@ def enqueue_delivery(
         "description": f"deliver {event_id} to {target} (attempt {attempt})",
     }
     if delay > 0:
-        return queue.enqueue_in(timedelta(seconds=delay), DELIVER, **options)
+        # RQ's scheduler keeps whole seconds (truncated): round up, so a retry never comes sooner
+        # than a target's Retry-After asked.
+        due = datetime.fromtimestamp(math.ceil(time.time() + delay), timezone.utc)
+        return queue.enqueue_at(due, DELIVER, **options)
     return queue.enqueue_call(DELIVER, pipeline=pipeline, **options)

@@ -1,0 +1,181 @@
+"""Delivery jobs against real Redis and real local receivers, run by an in-process RQ worker."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from rq import SimpleWorker
+
+from relay import jobs
+from relay.ingest import Ingest
+from relay.logs import configure_logging
+from relay.queue import delivery_queue
+from relay.store import DEAD, DELIVERED, RETRYING, Store, lock_key
+from relay.suno import Event, Lyric, normalise
+from tests.support import Reply
+
+
+@pytest.fixture
+def relay_env(make_settings, redis_conn, receivers):
+    """Settings with Slack, Discord and webhook receivers; returns a builder."""
+
+    def build(**env: str):
+        slack, discord, webhook = receivers(), receivers(default=Reply(204, "")), receivers()
+        fast = "#rate=100/1s"  # pacing has tests of its own; here it would only slow things down
+        settings = make_settings(
+            SLACK_WEBHOOK_URL=slack.url + fast,
+            DISCORD_WEBHOOK_URL=discord.url + fast,
+            RELAY_WEBHOOK_URL=webhook.url + fast,
+            **env,
+        )
+        runtime = jobs.configure(settings, redis_conn)
+        return runtime, slack, discord, webhook
+
+    return build
+
+
+def ingest(runtime, event: Event) -> None:
+    assert Ingest(runtime.settings, runtime.redis, delivery_queue(runtime.settings, runtime.redis))(event)
+
+
+def work(runtime) -> None:
+    SimpleWorker([runtime.queue], connection=runtime.redis).work(burst=True)
+
+
+def scheduled(runtime) -> list:
+    registry = runtime.queue.scheduled_job_registry
+    return [(runtime.queue.fetch_job(job_id), registry.get_expiration_time(runtime.queue.fetch_job(job_id)))
+            for job_id in registry.get_job_ids()]  # fmt: skip
+
+
+def test_each_target_gets_its_message(relay_env, sample) -> None:
+    runtime, slack, discord, webhook = relay_env()
+    event = normalise(sample)
+    ingest(runtime, event)
+    work(runtime)
+    assert slack.received[0].json()["blocks"][0]["text"]["text"] == "Starry Night Dreams"
+    assert discord.received[0].json()["embeds"][0]["title"] == "Starry Night Dreams"
+    assert webhook.received[0].json() == event.to_dict()
+    states = Store(runtime.redis, 3600).deliveries(event.id)
+    assert {name: state.state for name, state in states.items()} == dict.fromkeys(["discord", "slack", "webhook"], DELIVERED)
+
+
+def test_a_rerun_never_posts_twice_unless_forced(relay_env, sample) -> None:
+    runtime, slack, _, _ = relay_env()
+    event = normalise(sample)
+    ingest(runtime, event)
+    work(runtime)
+    assert jobs.deliver(event.id, "slack") == "already delivered"
+    assert len(slack.attempts) == 1
+    assert jobs.deliver(event.id, "slack", force=True) == "delivered"
+    assert len(slack.attempts) == 2
+
+
+def test_one_failing_target_does_not_hold_back_the_others(relay_env, sample) -> None:
+    runtime, slack, discord, webhook = relay_env()
+    slack.script.append(Reply(500, "oops"))
+    event = normalise(sample)
+    ingest(runtime, event)
+    work(runtime)
+    assert len(discord.received) == 1 and len(webhook.received) == 1 and slack.received == []
+    state = Store(runtime.redis, 3600).delivery(event.id, "slack")
+    assert state.state == RETRYING and state.attempt == 1 and "HTTP 500" in state.reason and state.next_at
+    [(job, due)] = scheduled(runtime)
+    assert job.args == (event.id, "slack") and job.kwargs["attempt"] == 2
+    # The retry posts to Slack only.
+    assert jobs.deliver(event.id, "slack", attempt=2) == "delivered"
+    assert len(slack.received) == 1 and len(discord.received) == 1 and len(webhook.received) == 1
+
+
+def test_429_waits_as_long_as_asked(relay_env, sample) -> None:
+    runtime, slack, _, _ = relay_env(RELAY_BACKOFF="1")
+    slack.script.append(Reply(429, "rate_limited", {"Retry-After": "30"}))
+    event = normalise(sample)
+    ingest(runtime, event)
+    before = time.time()
+    jobs.deliver(event.id, "slack")
+    [(job, due)] = [entry for entry in scheduled(runtime) if entry[0].args[1] == "slack"]
+    assert due.timestamp() >= before + 30
+
+
+def test_permanent_failure_is_dead_lettered_after_one_attempt(relay_env, sample) -> None:
+    runtime, slack, discord, _ = relay_env()
+    slack.script.append(Reply(404, "no_service"))
+    event = normalise(sample)
+    ingest(runtime, event)
+    work(runtime)
+    assert len(slack.attempts) == 1 and len(discord.received) == 1
+    state = Store(runtime.redis, 3600).delivery(event.id, "slack")
+    assert state.state == DEAD and "no_service" in state.reason
+    assert Store(runtime.redis, 3600).dead_letters()[0][:2] == (event.id, "slack")
+    assert not [entry for entry in scheduled(runtime) if entry[0].args[1] == "slack"]
+
+
+def test_out_of_attempts_is_dead(relay_env, sample) -> None:
+    runtime, slack, _, _ = relay_env(RELAY_MAX_ATTEMPTS="2")
+    slack.default = Reply(503, "down")
+    event = normalise(sample)
+    ingest(runtime, event)
+    assert jobs.deliver(event.id, "slack", attempt=1).startswith("retrying")
+    assert jobs.deliver(event.id, "slack", attempt=2).startswith("dead")
+    assert Store(runtime.redis, 3600).delivery(event.id, "slack").state == DEAD
+
+
+def test_long_lyrics_resume_after_the_last_accepted_message(relay_env) -> None:
+    runtime, slack, _, _ = relay_env()
+    text = "\n\n".join(f"[Verse {n}]\n" + "word " * 500 for n in range(150))  # ~3 Slack messages
+    event = Event("evt_long", "task-long", "complete", 200, "ok", "2026-01-01T00:00:00Z",
+                  (Lyric("Long", text, "complete", ""),))  # fmt: skip
+    ingest(runtime, event)
+    parts = len(runtime.targets["slack"].render(runtime.store.load_event(event.id)))
+    assert parts >= 3
+    slack.script += [Reply(200, "ok"), Reply(500, "oops")]
+    assert jobs.deliver(event.id, "slack").startswith("retrying")
+    assert jobs.deliver(event.id, "slack", attempt=2) == "delivered"
+    bodies = [json.dumps(entry.json()) for entry in slack.received]
+    assert len(bodies) == parts and len(set(bodies)) == parts  # each part exactly once
+
+
+def test_a_delivery_in_progress_elsewhere_is_not_posted_again(relay_env, sample) -> None:
+    runtime, slack, _, _ = relay_env()
+    event = normalise(sample)
+    ingest(runtime, event)
+    runtime.redis.set(lock_key(event.id, "slack"), "other-worker", ex=60)
+    assert jobs.deliver(event.id, "slack") == "busy"
+    assert slack.attempts == []
+    assert [entry for entry in scheduled(runtime) if entry[0].args[1] == "slack"]
+
+
+def test_unknown_target_is_dead_not_lost(relay_env, sample) -> None:
+    runtime, _, _, _ = relay_env()
+    event = normalise(sample)
+    ingest(runtime, event)
+    assert jobs.deliver(event.id, "removed-target") == "dead"
+    assert (event.id, "removed-target") in [letter[:2] for letter in runtime.store.dead_letters()]
+
+
+def test_console_target_logs_the_message(make_settings, redis_conn, sample, capsys) -> None:
+    settings = make_settings()
+    configure_logging("INFO")
+    runtime = jobs.configure(settings, redis_conn)
+    assert list(runtime.targets) == ["console"]
+    event = normalise(sample)
+    ingest(runtime, event)
+    work(runtime)
+    logged = capsys.readouterr().err
+    assert "console delivery" in logged and "Starry Night Dreams" in logged and "Moonlight spreads" in logged
+
+
+def test_filters_route_failures_only(make_settings, redis_conn, receivers) -> None:
+    ops, everyone = receivers(), receivers()
+    settings = make_settings(SLACK_WEBHOOK_URL=f"{ops.url}#name=ops&only=failed,{everyone.url}")
+    runtime = jobs.configure(settings, redis_conn)
+    ok = normalise({"code": 200, "data": {"task_id": "a", "data": [{"text": "la", "title": "A", "status": "complete"}]}})
+    bad = normalise({"code": 500, "msg": "boom", "data": {"task_id": "b", "callbackType": "error"}})
+    ingest(runtime, ok)
+    ingest(runtime, bad)
+    work(runtime)
+    assert [entry.json()["text"] for entry in ops.received] == ["Lyrics generation failed: boom (code 500)"]
+    assert len(everyone.received) == 2
