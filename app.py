@@ -37,6 +37,8 @@ def callback_token() -> str:
 def main() -> int:
     env = dict(os.environ)
     env.setdefault("PORT", "5000")
+    # The Procfile's `gunicorn` and `python` are this virtual environment's.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["RELAY_CALLBACK_TOKEN"] = callback_token()
     redis_server = None
     if not env.get("REDIS_URL"):
@@ -44,18 +46,25 @@ def main() -> int:
         env["REDIS_URL"] = redis_server.url
         print(f"embedded Redis on {redis_server.url} (data in {redis_server.data_dir})")
 
-    # Check the configuration before starting anything, for one clear message.
-    check = subprocess.run([sys.executable, "-c", "from relay.config import Settings; Settings.from_env().require_auth()"], env=env)
-    if check.returncode:
+    try:
+        return run(env)
+    finally:
         if redis_server:
             redis_server.stop()
-        return check.returncode
+
+
+def run(env: dict[str, str]) -> int:
+    # Check the configuration before starting anything, for one clear message.
+    check = "from relay.config import Settings; Settings.from_env().require_auth()"
+    if subprocess.run([sys.executable, "-c", check], env=env).returncode:
+        return 2
 
     processes = {name: subprocess.Popen(argv, env=env, cwd=ROOT) for name, argv in procfile().items()}
     url = f"http://localhost:{env['PORT']}/callbacks/suno/lyrics?token={env['RELAY_CALLBACK_TOKEN']}"
+    sample = Path(SAMPLE).relative_to(ROOT)
     print(
         f"\nsuno-relay is running ({', '.join(processes)}).\n\n  callback URL: {url}\n\n"
-        f"Try it:\n  curl -s -X POST '{url}' -H 'Content-Type: application/json' -d @{Path(SAMPLE).relative_to(ROOT)}\n",
+        f"Try it:\n  curl -s -X POST '{url}' -H 'Content-Type: application/json' -d @{sample}\n",
         flush=True,
     )
     stopping = False
@@ -81,8 +90,6 @@ def main() -> int:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-    if redis_server:
-        redis_server.stop()
     return code
 
 

@@ -16,6 +16,9 @@ accesslog = "-" if os.environ.get("RELAY_ACCESS_LOG", "1") != "0" else None
 # never reach a log line.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 forwarded_allow_ips = "*"
+# gunicorn's control socket lives in $HOME and would clash between several web processes on one
+# machine; nothing here uses it.
+control_socket_disable = True
 
 
 def on_starting(server):

@@ -71,8 +71,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
-        targets = _targets(env)
         webhook_secret = _webhook_secret(env.get("RELAY_WEBHOOK_SECRET", "").strip())
+        targets = _targets(env)
         settings = cls(
             redis_url=_redis_url(env.get("REDIS_URL", "").strip() or cls.redis_url),
             redis_tls_verify=reader.boolean("REDIS_TLS_VERIFY", True),

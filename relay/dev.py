@@ -90,4 +90,3 @@ def procfile(path: Path = ROOT / "Procfile") -> dict[str, list[str]]:
         if sep and name.strip() and not name.startswith("#"):
             commands[name.strip()] = shlex.split(command.strip())
     return commands
-

@@ -13,11 +13,12 @@ Delivery guarantees, per (event, target):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 import rq
@@ -75,7 +76,7 @@ def backoff_delay(settings: Settings, attempt: int) -> float:
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = False) -> str:
@@ -107,13 +108,13 @@ def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = Fal
     try:
         return _attempt(rt, target, event_id, state, attempt, force, context)
     finally:
-        try:
+        with contextlib.suppress(redis.exceptions.LockError):  # expired meanwhile: nothing to release
             lock.release()
-        except redis.exceptions.LockError:
-            pass  # expired meanwhile; nothing to release
 
 
-def _attempt(rt: Runtime, target: Target, event_id: str, state: DeliveryState, attempt: int, force: bool, context: dict) -> str:
+def _attempt(
+    rt: Runtime, target: Target, event_id: str, state: DeliveryState, attempt: int, force: bool, context: dict
+) -> str:
     store = rt.store
     event = store.load_event(event_id)
     assert event is not None
@@ -161,11 +162,17 @@ def _attempt(rt: Runtime, target: Target, event_id: str, state: DeliveryState, a
     delay = backoff_delay(rt.settings, attempt)
     if outcome.retry_after is not None:
         # Never sooner than the target asked; a 429 is not our failure, so it waits no longer.
-        delay = outcome.retry_after + random.uniform(0.05, 0.25) if outcome.status == 429 or paced else max(delay, outcome.retry_after)
+        delay = (
+            outcome.retry_after + random.uniform(0.05, 0.25)
+            if outcome.status == 429 or paced
+            else max(delay, outcome.retry_after)
+        )
     next_attempt = attempt if paced else attempt + 1
     state.state, state.next_at = RETRYING, _iso(time.time() + delay)
     store.save_delivery(event_id, target.name, state)
     enqueue_delivery(rt.queue, event_id, target.name, attempt=next_attempt, force=False, delay=delay)
-    log.warning("retrying", extra={**context, "reason": outcome.reason, "next_attempt": next_attempt, "delay_s": round(delay, 2)})
+    log.warning(
+        "retrying",
+        extra={**context, "reason": outcome.reason, "next_attempt": next_attempt, "delay_s": round(delay, 2)},
+    )
     return f"retrying in {delay:.1f}s: {outcome.reason}"
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 import rq
@@ -43,6 +43,6 @@ def enqueue_delivery(
     if delay > 0:
         # RQ's scheduler keeps whole seconds (truncated): round up, so a retry never comes sooner
         # than a target's Retry-After asked.
-        due = datetime.fromtimestamp(math.ceil(time.time() + delay), timezone.utc)
+        due = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)
         return queue.enqueue_at(due, DELIVER, **options)
     return queue.enqueue_call(DELIVER, pipeline=pipeline, **options)

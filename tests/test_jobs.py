@@ -59,7 +59,9 @@ def test_each_target_gets_its_message(relay_env, sample) -> None:
     assert discord.received[0].json()["embeds"][0]["title"] == "Starry Night Dreams"
     assert webhook.received[0].json() == event.to_dict()
     states = Store(runtime.redis, 3600).deliveries(event.id)
-    assert {name: state.state for name, state in states.items()} == dict.fromkeys(["discord", "slack", "webhook"], DELIVERED)
+    assert {name: state.state for name, state in states.items()} == dict.fromkeys(
+        ["discord", "slack", "webhook"], DELIVERED
+    )
 
 
 def test_a_rerun_never_posts_twice_unless_forced(relay_env, sample) -> None:
@@ -82,7 +84,7 @@ def test_one_failing_target_does_not_hold_back_the_others(relay_env, sample) -> 
     assert len(discord.received) == 1 and len(webhook.received) == 1 and slack.received == []
     state = Store(runtime.redis, 3600).delivery(event.id, "slack")
     assert state.state == RETRYING and state.attempt == 1 and "HTTP 500" in state.reason and state.next_at
-    [(job, due)] = scheduled(runtime)
+    [(job, _due)] = scheduled(runtime)
     assert job.args == (event.id, "slack") and job.kwargs["attempt"] == 2
     # The retry posts to Slack only.
     assert jobs.deliver(event.id, "slack", attempt=2) == "delivered"
@@ -96,7 +98,7 @@ def test_429_waits_as_long_as_asked(relay_env, sample) -> None:
     ingest(runtime, event)
     before = time.time()
     jobs.deliver(event.id, "slack")
-    [(job, due)] = [entry for entry in scheduled(runtime) if entry[0].args[1] == "slack"]
+    [(_job, due)] = [entry for entry in scheduled(runtime) if entry[0].args[1] == "slack"]
     assert due.timestamp() >= before + 30
 
 
@@ -164,15 +166,18 @@ def test_console_target_logs_the_message(make_settings, redis_conn, sample, caps
     event = normalise(sample)
     ingest(runtime, event)
     work(runtime)
-    logged = capsys.readouterr().err
-    assert "console delivery" in logged and "Starry Night Dreams" in logged and "Moonlight spreads" in logged
+    printed = capsys.readouterr().out
+    assert "[lyrics.completed] Suno task 3b66882fde0a5d398bd269cab6d9542b" in printed
+    assert "Starry Night Dreams" in printed and "  Moonlight spreads across the windowsill" in printed
 
 
 def test_filters_route_failures_only(make_settings, redis_conn, receivers) -> None:
     ops, everyone = receivers(), receivers()
     settings = make_settings(SLACK_WEBHOOK_URL=f"{ops.url}#name=ops&only=failed,{everyone.url}")
     runtime = jobs.configure(settings, redis_conn)
-    ok = normalise({"code": 200, "data": {"task_id": "a", "data": [{"text": "la", "title": "A", "status": "complete"}]}})
+    ok = normalise(
+        {"code": 200, "data": {"task_id": "a", "data": [{"text": "la", "title": "A", "status": "complete"}]}}
+    )
     bad = normalise({"code": 500, "msg": "boom", "data": {"task_id": "b", "callbackType": "error"}})
     ingest(runtime, ok)
     ingest(runtime, bad)

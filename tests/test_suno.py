@@ -53,7 +53,11 @@ def test_normalised_event_has_the_documented_shape(sample: dict) -> None:
 @pytest.mark.parametrize("lyrics", [None, "absent"])
 @pytest.mark.parametrize("code", [400, 451, 500])
 def test_error_callback_without_lyrics(lyrics: object, code: int) -> None:
-    payload = {"code": code, "msg": "Internal Error - Please try again later", "data": {"callbackType": "error", "taskId": "t1"}}
+    payload = {
+        "code": code,
+        "msg": "Internal Error - Please try again later",
+        "data": {"callbackType": "error", "taskId": "t1"},
+    }
     if lyrics is None:
         payload["data"]["data"] = None
     event = normalise(payload, RECEIVED)

@@ -122,7 +122,9 @@ def test_discord_limits_and_nothing_cut() -> None:
         assert message["allowed_mentions"] == {"parse": []}
         assert len(message["embeds"]) <= 10
         embeds = message["embeds"]
-        total = sum(len(e.get("title", "")) + len(e["description"]) + len(e.get("footer", {}).get("text", "")) for e in embeds)
+        total = sum(
+            len(e.get("title", "")) + len(e["description"]) + len(e.get("footer", {}).get("text", "")) for e in embeds
+        )
         assert total <= 6000
         assert "task1" in embeds[-1]["footer"]["text"]
         for embed in embeds:
@@ -152,7 +154,7 @@ def test_webhook_is_signed_per_standard_webhooks(receivers, sample: dict) -> Non
     verified = Webhook(SECRET).verify(got.body, got.headers)
     assert verified == event.to_dict()
     tampered = got.body.replace(b"Starry", b"Sunny")
-    with pytest.raises(Exception, match="(?i)signature"):
+    with pytest.raises(Exception, match=r"(?i)signature"):
         Webhook(SECRET).verify(tampered, got.headers)
 
 

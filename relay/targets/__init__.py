@@ -13,7 +13,17 @@ from relay.targets.webhook import WebhookTarget
 
 KINDS: dict[str, type[Target]] = {cls.kind: cls for cls in (SlackTarget, DiscordTarget, WebhookTarget, ConsoleTarget)}
 
-__all__ = ["KINDS", "ConsoleTarget", "DiscordTarget", "Outcome", "SlackTarget", "Target", "WebhookTarget", "build_target", "build_targets"]
+__all__ = [
+    "KINDS",
+    "ConsoleTarget",
+    "DiscordTarget",
+    "Outcome",
+    "SlackTarget",
+    "Target",
+    "WebhookTarget",
+    "build_target",
+    "build_targets",
+]
 
 
 def build_target(spec: TargetSpec, settings: Settings, session: requests.Session | None = None) -> Target:

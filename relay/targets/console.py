@@ -1,15 +1,13 @@
-"""The console target: with no target configured, formatted messages go to the log, so that a
-first run shows the relay working."""
+"""The console target: with no target configured, formatted messages are printed to stdout (the
+log stream on Heroku-like platforms), so that a first run shows the relay working."""
 
 from __future__ import annotations
 
-import logging
+import sys
 from typing import Any
 
 from relay.suno import Event
 from relay.targets.base import Outcome, Target, failure_text
-
-log = logging.getLogger("relay.console")
 
 
 class ConsoleTarget(Target):
@@ -26,5 +24,7 @@ class ConsoleTarget(Target):
         return [{"text": "\n".join(lines)}]
 
     def send(self, message: dict[str, Any], event: Event) -> Outcome:
-        log.info("console delivery\n%s", message["text"], extra={"task_id": event.task_id, "target": self.name})
-        return Outcome(ok=True, reason="logged")
+        # Plain text on stdout (the platform's log stream), readable as it is; the JSON log line
+        # "delivered" follows from the job.
+        print(f"\n{message['text']}\n", file=sys.stdout, flush=True)
+        return Outcome(ok=True, reason="printed")

@@ -46,7 +46,13 @@ class DiscordTarget(Target):
         footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200)}
         embeds: list[dict[str, Any]] = []
         if not event.lyrics:
-            embeds.append({"title": "Lyrics generation failed", "description": f"❌ {failure_text(event)}"[:DESCRIPTION_LIMIT], "color": RED})
+            embeds.append(
+                {
+                    "title": "Lyrics generation failed",
+                    "description": f"❌ {failure_text(event)}"[:DESCRIPTION_LIMIT],
+                    "color": RED,
+                }
+            )
         for item in event.lyrics:
             embeds += self._item_embeds(item)
         messages: list[list[dict[str, Any]]] = [[]]
@@ -66,7 +72,13 @@ class DiscordTarget(Target):
         title = item.title or "Untitled lyrics"
         if not item.ok:
             reason = item.error or f"status {item.status}"
-            return [{"title": truncate(f"Failed: {title}", TITLE_LIMIT), "description": f"❌ **Lyrics generation failed:** {reason}"[:DESCRIPTION_LIMIT], "color": RED}]
+            return [
+                {
+                    "title": truncate(f"Failed: {title}", TITLE_LIMIT),
+                    "description": f"❌ **Lyrics generation failed:** {reason}"[:DESCRIPTION_LIMIT],
+                    "color": RED,
+                }
+            ]
         pieces = chunk_text(label_sections(item.text, "**"), PIECE_LIMIT) or ["*(empty)*"]
         embeds: list[dict[str, Any]] = [{"description": piece, "color": GREEN} for piece in pieces]
         embeds[0]["title"] = truncate(title, TITLE_LIMIT)

@@ -87,11 +87,20 @@ class SlackTarget(Target):
         return {"text": f"{fallback} (truncated)", "blocks": [_section(note), footer]}
 
     def describe_error(self, response: requests.Response) -> str:
-        return response.text.strip()[:80] if response.text.strip().replace("_", "").isalnum() else super().describe_error(response)
+        return (
+            response.text.strip()[:80]
+            if response.text.strip().replace("_", "").isalnum()
+            else super().describe_error(response)
+        )
 
     def classify(self, response: requests.Response) -> Outcome:
         outcome = super().classify(response)
         answer = response.text.strip()
         if outcome.ok or answer not in PERMANENT_ERRORS:
             return outcome
-        return Outcome(ok=False, reason=f"slack: {answer} (HTTP {response.status_code})", status=response.status_code, permanent=True)
+        return Outcome(
+            ok=False,
+            reason=f"slack: {answer} (HTTP {response.status_code})",
+            status=response.status_code,
+            permanent=True,
+        )

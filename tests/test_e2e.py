@@ -1,0 +1,114 @@
+"""End to end through the real Procfile processes: gunicorn (2 workers) and an RQ worker, a real
+redis-server, and local Slack / Discord / webhook receivers."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+import requests
+
+from relay.dev import ROOT, procfile
+from tests.conftest import TOKEN
+from tests.support import Procfile, Receiver, Reply
+
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url, tmp_path_factory):
+    redis.Redis.from_url(redis_url).flushdb()
+    slack, discord, webhook = Receiver(), Receiver(default=Reply(204, "")), Receiver()
+    env = {
+        "REDIS_URL": redis_url,
+        "RELAY_CALLBACK_TOKEN": TOKEN,
+        "SLACK_WEBHOOK_URL": slack.url + "/T000/SLACKSECRET",
+        "DISCORD_WEBHOOK_URL": discord.url + "/DISCORDSECRET",
+        "RELAY_WEBHOOK_URL": webhook.url + "/WEBHOOKSECRET",
+        "RELAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEB_CONCURRENCY": "2",
+    }
+    processes = Procfile(env, tmp_path_factory.mktemp("logs"))
+    processes.start("web")
+    processes.start("worker")
+    yield processes, slack, discord, webhook
+    processes.stop()
+    for receiver in (slack, discord, webhook):
+        receiver.close()
+
+
+def callback(processes: Procfile, payload: dict, token: str = TOKEN) -> requests.Response:
+    return requests.post(
+        f"{processes.base_url}/callbacks/suno/lyrics", params={"token": token}, json=payload, timeout=10
+    )
+
+
+def test_procfile_runs_the_relay(stack, sample) -> None:
+    assert set(procfile()) == {"web", "worker"}
+    processes, slack, discord, webhook = stack
+    response = callback(processes, sample)
+    assert response.status_code == 200 and response.json()["status"] == "received"
+    assert slack.wait_for(1)[0].json()["blocks"][0]["text"]["text"] == "Starry Night Dreams"
+    assert discord.wait_for(1)[0].json()["embeds"][0]["title"] == "Starry Night Dreams"
+    assert webhook.wait_for(1)[0].json()["task_id"] == sample["data"]["task_id"]
+    assert callback(processes, sample).json()["status"] == "duplicate"
+    assert requests.get(f"{processes.base_url}/readyz", timeout=5).json()["status"] == "ok"
+
+
+def test_concurrent_identical_callbacks_give_one_received(stack, sample) -> None:
+    processes, slack, discord, _ = stack
+    before_slack, before_discord = len(slack.received), len(discord.received)
+    payload = copy.deepcopy(sample)
+    payload["data"]["task_id"] = "concurrent-task-1"
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(lambda _: callback(processes, payload), range(20)))
+    statuses = sorted(response.json()["status"] for response in responses)
+    assert all(response.status_code == 200 for response in responses)
+    assert statuses.count("received") == 1 and statuses.count("duplicate") == 19
+    slack.wait_for(before_slack + 1)
+    discord.wait_for(before_discord + 1)
+    # Give a stray second delivery time to show up before counting.
+    callback(processes, {**sample, "data": {**sample["data"], "task_id": "marker-task"}})
+    slack.wait_for(before_slack + 2)
+    tasks = [entry.json()["blocks"][-1]["elements"][0]["text"] for entry in slack.received]
+    assert sum("concurrent-task-1" in text for text in tasks) == 1
+
+
+def test_bad_input_never_500(stack) -> None:
+    processes = stack[0]
+    url = f"{processes.base_url}/callbacks/suno/lyrics"
+    for body in (b"", b"{", b"[]", b'{"data": 1}', b"\xff" * 10, b'{"data": {"task_id": []}}'):
+        response = requests.post(url, params={"token": TOKEN}, data=body, timeout=5)
+        assert response.status_code == 400 and response.json()["error"]
+    assert requests.post(url, params={"token": "nope"}, data=b"{}", timeout=5).status_code == 401
+    big = requests.post(url, params={"token": TOKEN}, data=b"x" * (1024 * 1024 + 10), timeout=10)
+    assert big.status_code == 413 and "RELAY_MAX_BODY_BYTES" in big.json()["error"]
+
+
+def test_logs_hold_no_secret(stack, sample) -> None:
+    processes = stack[0]
+    callback(processes, sample, token=TOKEN)
+    callback(processes, sample, token="wrong-token-value")
+    logs = processes.logs()
+    assert "/callbacks/suno/lyrics" in logs and '"event": "delivered"' in logs
+    for secret in (TOKEN, "wrong-token-value", "SLACKSECRET", "DISCORDSECRET", "WEBHOOKSECRET", WEBHOOK_SECRET):
+        assert secret not in logs
+
+
+def test_web_refuses_to_start_without_a_token(redis_url) -> None:
+    env = {"PATH": str(ROOT / ".venv" / "bin") + ":/usr/bin:/bin", "REDIS_URL": redis_url, "PORT": "0"}
+    env["PATH"] = f"{sys.executable.rsplit('/', 1)[0]}:{env['PATH']}"
+    result = subprocess.run(procfile()["web"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "RELAY_CALLBACK_TOKEN is not set" in result.stderr
+
+
+def test_worker_refuses_bad_configuration(redis_url) -> None:
+    env = {"REDIS_URL": redis_url, "SLACK_WEBHOOK_URL": "not-a-url-S3CR3T", "PATH": sys.executable.rsplit("/", 1)[0]}
+    result = subprocess.run(procfile()["worker"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "SLACK_WEBHOOK_URL entry 1 is not an http(s) URL" in result.stderr and "S3CR3T" not in result.stderr
