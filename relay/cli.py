@@ -30,21 +30,16 @@ def cli() -> None:
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty (tests, one-off drains).")
 def worker(burst: bool) -> None:
     """Run an RQ worker that delivers events (the Procfile's `worker`)."""
-    from rq import Worker
-
     from relay import jobs
-    from relay.queue import delivery_queue
+    from relay.sweeper import Sweeper
+    from relay.worker import build_worker
 
     settings = load_settings()
     configure_logging(settings.log_level)
     connection = connect(settings)
-    jobs.configure(settings, connection)
-    queue = delivery_queue(settings, connection)
-    # Default RQ worker: SIGTERM is a warm shutdown (the current delivery finishes; platforms
-    # allow 30 s, far above RELAY_HTTP_TIMEOUT). Maintenance every 30 s re-queues jobs of
-    # workers that died without a word (SIGKILL), see README "Delivery guarantees".
-    rq_worker = Worker([queue], connection=connection, maintenance_interval=30)
-    rq_worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    runtime = jobs.configure(settings, connection)
+    Sweeper(runtime.store, runtime.queue).start()
+    build_worker(settings, connection).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 
 
 def main() -> None:

@@ -7,8 +7,10 @@ Delivery guarantees, per (event, target):
   job that finds its target already delivered does nothing (unless forced by a replay); a lock
   keeps two jobs from posting the same delivery at the same time;
 - at least once overall: a failed attempt is scheduled again (backoff, or the target's
-  ``Retry-After``), a job whose worker died is re-run by RQ, and what is out of attempts or
-  refused for good lands in the dead letters, from which it can be replayed.
+  ``Retry-After``); a delivery whose worker died mid-post is handed on by the sweeper
+  (:mod:`relay.sweeper`) once its lock expires, and a job whose worker died before posting is
+  re-run by RQ; what is out of attempts or refused for good lands in the dead letters, from
+  which it can be replayed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from relay.connection import connect
 from relay.queue import delivery_queue, enqueue_delivery
 from relay.ratelimit import RateLimiter
 from relay.store import DEAD, DELIVERED, RETRYING, SENDING, DeliveryState, Store, lock_key
+from relay.suno import Event
 from relay.targets import Target, build_targets
 from relay.targets.base import Outcome
 
@@ -79,100 +82,107 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def lock_seconds(settings: Settings) -> float:
+    """How long one worker may hold a delivery without renewing: one message's worst case
+    (connect + read timeouts, or a pacing wait) and a margin, no more, so that the lock of a
+    killed worker frees itself soon and the sweeper can hand the delivery to another."""
+    return max(min(5.0, settings.http_timeout) + settings.http_timeout, MAX_PACING_SLEEP) + 3
+
+
 def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = False) -> str:
     """Post one event to one target; returns what happened (kept by RQ only on failure)."""
     rt = runtime()
-    store = rt.store
     context = {"event_id": event_id, "target": target_name, "attempt": attempt}
-    event = store.load_event(event_id)
+    event = rt.store.load_event(event_id)
     if event is None:
         log.warning("event expired before delivery", extra=context)
         return "expired"
     context["task_id"] = event.task_id
-    state = store.delivery(event_id, target_name)
-    if state.state == DELIVERED and not force:
-        log.info("already delivered", extra=context)
-        return "already delivered"
     target = rt.targets.get(target_name)
     if target is None:
+        state = rt.store.delivery(event_id, target_name)
         state.state, state.reason = DEAD, "target is not configured on this worker"
-        store.mark_dead(event_id, target_name, state, time.time())
+        rt.store.mark_dead(event_id, target_name, state, time.time())
         log.error("dead", extra={**context, "reason": state.reason})
         return "dead"
 
-    lock = rt.redis.lock(lock_key(event_id, target_name), timeout=rt.settings.job_timeout, blocking=False)
+    key = lock_key(event_id, target_name)
+    lock = rt.redis.lock(key, timeout=lock_seconds(rt.settings), blocking=False)
     if not lock.acquire():
-        # Another job is posting this delivery right now; look again once it must have finished.
-        enqueue_delivery(rt.queue, event_id, target_name, attempt=attempt, force=force, delay=rt.settings.job_timeout)
+        # Another job is posting this delivery right now; look again once its lock must be gone.
+        remaining = max(rt.redis.pttl(key), 0) / 1000
+        enqueue_delivery(rt.queue, event_id, target_name, attempt=attempt, force=force, delay=remaining + 1)
         return "busy"
     try:
-        return _attempt(rt, target, event_id, state, attempt, force, context)
+        # Read the state only under the lock: a job that held it before us may have delivered.
+        state = rt.store.delivery(event_id, target_name)
+        if state.state == DELIVERED and not force:
+            log.info("already delivered", extra=context)
+            return "already delivered"
+        if force and state.state == DELIVERED:
+            state.parts_sent = 0
+        outcome, sent = _post(rt, target, event, state, attempt, lock)
+        context["duration_ms"] = round(sent * 1000, 1)
+        return _settle(rt, target, event, state, attempt, outcome, context)
     finally:
+        rt.store.leave_inflight(event_id, target_name)
         with contextlib.suppress(redis.exceptions.LockError):  # expired meanwhile: nothing to release
             lock.release()
 
 
-def _attempt(
-    rt: Runtime, target: Target, event_id: str, state: DeliveryState, attempt: int, force: bool, context: dict
-) -> str:
-    store = rt.store
-    event = store.load_event(event_id)
-    assert event is not None
-    if force and state.state == DELIVERED:
-        state.parts_sent = 0
+def _post(rt: Runtime, target: Target, event: Event, state: DeliveryState, attempt: int, lock) -> tuple[Outcome, float]:
+    """Post the messages the target has not accepted yet, recording each one it accepts."""
     messages = target.render(event)
     state.state, state.attempt, state.next_at = SENDING, attempt, None
-    store.save_delivery(event_id, target.name, state)
-    outcome = Outcome(ok=True)
+    rt.store.save_delivery(event.id, target.name, state)
     started = time.monotonic()
+    outcome = Outcome(ok=True, reason="nothing left to send")
     for index in range(state.parts_sent, len(messages)):
         wait = rt.limiter.reserve(target.name, *target.spec.rate)
         if wait > MAX_PACING_SLEEP:
-            outcome = Outcome(ok=False, reason="paced by rate limit", retry_after=wait)
-            break
-        if wait > 0:
-            time.sleep(wait)
+            return Outcome(ok=False, reason="paced by rate limit", retry_after=wait, paced=True), 0.0
+        time.sleep(wait)
+        lock.reacquire()  # raises if we lost it: then another worker owns this delivery
+        rt.store.enter_inflight(event.id, target.name, time.time() + lock_seconds(rt.settings))
         outcome = target.send(messages[index], event)
         if not outcome.ok:
             break
         state.parts_sent = index + 1
-        store.save_delivery(event_id, target.name, state)
-    context = {**context, "duration_ms": round((time.monotonic() - started) * 1000, 1)}
+        rt.store.save_delivery(event.id, target.name, state)
+    return outcome, time.monotonic() - started
 
+
+def _settle(
+    rt: Runtime, target: Target, event: Event, state: DeliveryState, attempt: int, outcome: Outcome, context: dict
+) -> str:
+    """Record the attempt's result: delivered, dead, or retrying at the right time."""
+    store = rt.store
     if outcome.ok:
         state.state, state.reason = DELIVERED, ""
-        store.save_delivery(event_id, target.name, state)
-        store.forget_dead(event_id, target.name)
-        log.info("delivered", extra={**context, "messages": len(messages)})
+        store.save_delivery(event.id, target.name, state)
+        store.forget_dead(event.id, target.name)
+        log.info("delivered", extra={**context, "messages": state.parts_sent})
         return "delivered"
 
     state.reason = outcome.reason
-    paced = outcome.reason == "paced by rate limit"
-    if outcome.permanent or (attempt >= rt.settings.max_attempts and not paced):
+    if outcome.permanent or (attempt >= rt.settings.max_attempts and not outcome.paced):
         state.state = DEAD
-        store.mark_dead(event_id, target.name, state, time.time())
-        level = logging.ERROR
+        store.mark_dead(event.id, target.name, state, time.time())
         if outcome.status == 400 or "invalid_payload" in outcome.reason:
-            outcome_note = "target rejected our payload: this is a relay bug, please report it"
-            log.log(level, "dead", extra={**context, "reason": outcome.reason, "note": outcome_note})
-        else:
-            log.log(level, "dead", extra={**context, "reason": outcome.reason})
+            context["note"] = "the target rejected our payload: a relay bug, please report it with this line"
+        log.error("dead", extra={**context, "reason": outcome.reason})
         return f"dead: {outcome.reason}"
 
     delay = backoff_delay(rt.settings, attempt)
-    if outcome.retry_after is not None:
-        # Never sooner than the target asked; a 429 is not our failure, so it waits no longer.
-        delay = (
-            outcome.retry_after + random.uniform(0.05, 0.25)
-            if outcome.status == 429 or paced
-            else max(delay, outcome.retry_after)
-        )
-    next_attempt = attempt if paced else attempt + 1
+    if outcome.paced or outcome.status == 429:
+        # Not a failure of the target: come back when asked (never sooner), not on the backoff.
+        delay = (outcome.retry_after if outcome.retry_after is not None else delay) + random.uniform(0.05, 0.25)
+    elif outcome.retry_after is not None:
+        delay = max(delay, outcome.retry_after)
+    next_attempt = attempt if outcome.paced else attempt + 1
     state.state, state.next_at = RETRYING, _iso(time.time() + delay)
-    store.save_delivery(event_id, target.name, state)
-    enqueue_delivery(rt.queue, event_id, target.name, attempt=next_attempt, force=False, delay=delay)
-    log.warning(
-        "retrying",
-        extra={**context, "reason": outcome.reason, "next_attempt": next_attempt, "delay_s": round(delay, 2)},
-    )
+    store.save_delivery(event.id, target.name, state)
+    enqueue_delivery(rt.queue, event.id, target.name, attempt=next_attempt, delay=delay)
+    extra = {**context, "reason": outcome.reason, "next_attempt": next_attempt, "delay_s": round(delay, 2)}
+    log.log(logging.INFO if outcome.paced else logging.WARNING, "retrying", extra=extra)
     return f"retrying in {delay:.1f}s: {outcome.reason}"

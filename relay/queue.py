@@ -14,8 +14,9 @@ from relay.config import Settings
 
 DELIVER = "relay.jobs.deliver"
 # RQ's own retry covers only what our job cannot handle itself: a worker killed mid-job (an
-# "abandoned" job) or an unexpected error. Delivery failures are retried by the job, on its schedule.
-CRASH_RETRY = Retry(max=5, interval=[5, 30, 60, 120, 300])
+# "abandoned" job, requeued at once) or an unexpected error. Delivery failures are retried by the
+# job itself, on its own schedule.
+CRASH_RETRY = Retry(max=5, interval=[0, 10, 30, 60, 120])
 
 
 def delivery_queue(settings: Settings, connection: redis.Redis) -> rq.Queue:

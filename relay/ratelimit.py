@@ -1,13 +1,16 @@
 """Per-target pacing shared by every worker: a GCRA (generic cell rate) limiter in Redis.
 
 ``reserve(name, count, period)`` books the next free slot for one message to a target allowing
-``count`` messages per ``period`` seconds (``count`` of them may go at once), and returns how long
-the caller must wait for it. Slots are booked in order across all workers, so a burst of
+``count`` messages per ``period`` seconds, and returns how long the caller must wait for it.
+Messages are spaced evenly (``period / count`` apart, no burst): a target that counts requests
+in a sliding window never sees more than it allows. Slots are booked in order across all workers, so a burst of
 callbacks is paced instead of meeting a storm of 429s. A wait longer than ``max_wait`` books
 nothing: the caller reschedules instead of holding a worker.
 """
 
 from __future__ import annotations
+
+import math
 
 import redis
 
@@ -15,11 +18,10 @@ _GCRA = """
 local now_t = redis.call('TIME')
 local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
-local wait = tat - (burst - 1) * interval - now
+local wait = tat - now
 if wait < 0 then wait = 0 end
 if wait > max_wait then return wait end
 local new_tat = tat + interval
@@ -35,6 +37,6 @@ class RateLimiter:
 
     def reserve(self, name: str, count: int, period: float) -> float:
         """Seconds to wait before sending one message to ``name``."""
-        interval_ms = max(1, int(period * 1000 / count))
-        wait_ms = self.script(keys=[f"relay:rate:{name}"], args=[interval_ms, count, self.max_wait_ms])
+        interval_ms = max(1, math.ceil(period * 1000 / count))
+        wait_ms = self.script(keys=[f"relay:rate:{name}"], args=[interval_ms, self.max_wait_ms])
         return int(wait_ms) / 1000.0

@@ -6,6 +6,8 @@
 - ``relay:deliveries:<event id>`` hash, target name → delivery state (JSON); same TTL.
 - ``relay:lock:<event id>:<target>`` held while one worker posts to one target.
 - ``relay:dead``                  sorted set of ``<event id>/<target>`` by time of death.
+- ``relay:inflight``              sorted set of ``<event id>/<target>`` being posted, by the time
+  the poster's lock runs out (see :mod:`relay.sweeper`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import redis
 from relay.suno import Event, now_rfc3339
 
 DEAD_LETTERS = "relay:dead"
+INFLIGHT = "relay:inflight"
 
 QUEUED, SENDING, RETRYING, DELIVERED, DEAD = "queued", "sending", "retrying", "delivered", "dead"
 
@@ -104,3 +107,20 @@ class Store:
 
     def forget_dead(self, event_id: str, target: str) -> None:
         self.redis.zrem(DEAD_LETTERS, f"{event_id}/{target}")
+
+    def enter_inflight(self, event_id: str, target: str, lock_expires_at: float) -> None:
+        self.redis.zadd(INFLIGHT, {f"{event_id}/{target}": lock_expires_at})
+
+    def leave_inflight(self, event_id: str, target: str) -> None:
+        self.redis.zrem(INFLIGHT, f"{event_id}/{target}")
+
+    def abandoned(self, now: float) -> list[tuple[str, str]]:
+        """Deliveries whose poster's lock ran out without it finishing (it died)."""
+        members = self.redis.zrangebyscore(INFLIGHT, 0, now)
+        return [tuple(member.decode().split("/", 1)) for member in members]  # type: ignore[misc]
+
+    def claim_abandoned(self, event_id: str, target: str) -> bool:
+        """True for exactly one caller, and only while no worker holds the delivery's lock."""
+        if self.redis.exists(lock_key(event_id, target)):
+            return False
+        return bool(self.redis.zrem(INFLIGHT, f"{event_id}/{target}"))

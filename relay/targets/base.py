@@ -35,6 +35,7 @@ class Outcome:
     status: int | None = None
     permanent: bool = False
     retry_after: float | None = None  # seconds the target asked us to wait
+    paced: bool = False  # not sent: our own rate limit for the target says wait ``retry_after``
 
     @classmethod
     def delivered(cls, status: int) -> Outcome:

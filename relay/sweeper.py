@@ -1,0 +1,48 @@
+"""Hands on deliveries whose worker died mid-post (SIGKILL, a crashed dyno).
+
+A worker posting a message keeps the delivery in ``relay:inflight``, scored by when its lock runs
+out (:func:`relay.jobs.lock_seconds`, renewed per message). Every worker runs a sweeper thread:
+an entry past its time whose lock is gone was abandoned, and is queued again; the new job resumes
+after the last message the target accepted. RQ's own abandoned-job handling (heartbeat expiry,
+about 70 s) stays as the second net, for a job killed before it started posting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import rq
+
+from relay.queue import enqueue_delivery
+from relay.store import Store
+
+log = logging.getLogger("relay.sweeper")
+SWEEP_INTERVAL = 5.0
+
+
+def sweep(store: Store, queue: rq.Queue, now: float | None = None) -> int:
+    """Queue every abandoned delivery once; returns how many."""
+    handed_on = 0
+    for event_id, target in store.abandoned(time.time() if now is None else now):
+        if store.claim_abandoned(event_id, target):
+            attempt = max(store.delivery(event_id, target).attempt, 1)
+            enqueue_delivery(queue, event_id, target, attempt=attempt)
+            log.warning("abandoned delivery queued again", extra={"event_id": event_id, "target": target})
+            handed_on += 1
+    return handed_on
+
+
+class Sweeper(threading.Thread):
+    def __init__(self, store: Store, queue: rq.Queue, interval: float = SWEEP_INTERVAL) -> None:
+        super().__init__(name="relay-sweeper", daemon=True)
+        self.store, self.queue, self.interval = store, queue, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                sweep(self.store, self.queue)
+            except Exception:  # Redis away for a moment: the next round tries again
+                log.warning("sweep failed", exc_info=True)
