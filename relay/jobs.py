@@ -86,7 +86,7 @@ def lock_seconds(settings: Settings) -> float:
     """How long one worker may hold a delivery without renewing: one message's worst case
     (connect + read timeouts, or a pacing wait) and a margin, no more, so that the lock of a
     killed worker frees itself soon and the sweeper can hand the delivery to another."""
-    return max(min(5.0, settings.http_timeout) + settings.http_timeout, MAX_PACING_SLEEP) + 3
+    return MAX_PACING_SLEEP + min(5.0, settings.http_timeout) + settings.http_timeout + 3
 
 
 def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = False) -> str:
@@ -138,12 +138,12 @@ def _post(rt: Runtime, target: Target, event: Event, state: DeliveryState, attem
     started = time.monotonic()
     outcome = Outcome(ok=True, reason="nothing left to send")
     for index in range(state.parts_sent, len(messages)):
+        lock.reacquire()  # raises if we lost it: then another worker owns this delivery
+        rt.store.enter_inflight(event.id, target.name, time.time() + lock_seconds(rt.settings))
         wait = rt.limiter.reserve(target.name, *target.spec.rate)
         if wait > MAX_PACING_SLEEP:
             return Outcome(ok=False, reason="paced by rate limit", retry_after=wait, paced=True), 0.0
         time.sleep(wait)
-        lock.reacquire()  # raises if we lost it: then another worker owns this delivery
-        rt.store.enter_inflight(event.id, target.name, time.time() + lock_seconds(rt.settings))
         outcome = target.send(messages[index], event)
         if not outcome.ok:
             break

@@ -2,8 +2,9 @@
 
 ``reserve(name, count, period)`` books the next free slot for one message to a target allowing
 ``count`` messages per ``period`` seconds, and returns how long the caller must wait for it.
-Messages are spaced evenly (``period / count`` apart, no burst): a target that counts requests
-in a sliding window never sees more than it allows. Slots are booked in order across all workers, so a burst of
+Messages are spaced evenly, ``period / count`` apart plus a 10 % margin for the jitter between a
+booked slot and the request's arrival, with no burst: a target that counts requests in a sliding
+window does not see more than it allows. Slots are booked in order across all workers, so a burst of
 callbacks is paced instead of meeting a storm of 429s. A wait longer than ``max_wait`` books
 nothing: the caller reschedules instead of holding a worker.
 """
@@ -30,6 +31,9 @@ return wait
 """
 
 
+SPACING_MARGIN = 1.1
+
+
 class RateLimiter:
     def __init__(self, connection: redis.Redis, max_wait: float = 5.0) -> None:
         self.script = connection.register_script(_GCRA)
@@ -37,6 +41,6 @@ class RateLimiter:
 
     def reserve(self, name: str, count: int, period: float) -> float:
         """Seconds to wait before sending one message to ``name``."""
-        interval_ms = max(1, math.ceil(period * 1000 / count))
+        interval_ms = max(1, math.ceil(period * 1000 / count * SPACING_MARGIN))
         wait_ms = self.script(keys=[f"relay:rate:{name}"], args=[interval_ms, self.max_wait_ms])
         return int(wait_ms) / 1000.0

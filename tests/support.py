@@ -3,9 +3,12 @@ the real Procfile processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -57,17 +60,22 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
+                entry = Received(self.path, dict(self.headers.items()), body, time.monotonic())
                 with receiver.lock:
                     reply = (receiver.rule and receiver.rule(receiver)) or (
                         receiver.script.pop(0) if receiver.script else receiver.default
                     )
-                    entry = Received(self.path, dict(self.headers.items()), body, time.monotonic())
+                    receiver.attempts.append(entry)
+                if reply.delay:
+                    # A slow service: it takes the message only if the client is still there when
+                    # it is done (a client that hung up sees no answer, so it must try again).
+                    time.sleep(reply.delay)
+                    if self.client_gone():
+                        return
+                with receiver.lock:
                     receiver.replies.append(reply.status)
                     if 200 <= reply.status < 300:
                         receiver.received.append(entry)
-                    receiver.attempts.append(entry)
-                if reply.delay:
-                    time.sleep(reply.delay)
                 payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
@@ -78,6 +86,10 @@ class Receiver:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def client_gone(self) -> bool:
+                ready, _, _ = select.select([self.connection], [], [], 0)
+                return bool(ready) and self.connection.recv(1, socket.MSG_PEEK) == b""
 
         self.attempts: list[Received] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -117,23 +129,37 @@ class Procfile:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, name: str) -> subprocess.Popen:
+    def start(self, name: str, port: int | None = None, **env: str) -> subprocess.Popen:
+        """Start one more process of ``name``; a second web process needs a ``port`` of its own."""
         index = len(self.processes.setdefault(name, []))
         log = open(self.log_dir / f"{name}-{index}.log", "ab")  # noqa: SIM115 - owned by the process
+        port = port or self.port
         process = subprocess.Popen(
-            self.commands[name], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.commands[name],
+            env={**self.env, "PORT": str(port), **env},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a dyno: signals reach the RQ horse too
         )
         self.processes[name].append(process)
         if name == "web":
-            wait_for_port(self.port, timeout=20)
+            wait_for_port(port, timeout=20)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 try:
-                    if requests.get(f"{self.base_url}/healthz", timeout=1).ok:
+                    if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
                         break
                 except requests.RequestException:
                     time.sleep(0.05)
         return process
+
+    def signal(self, process: subprocess.Popen, sig: int) -> None:
+        """Signal the process and every descendant (RQ's work horse has a process group of its
+        own), as a platform does to every process of a dyno."""
+        for pid in [*descendants(process.pid), process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*.log")))
@@ -142,11 +168,30 @@ class Procfile:
         for group in self.processes.values():
             for process in group:
                 if process.poll() is None:
-                    os.killpg(process.pid, signal.SIGTERM)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGTERM)
         for group in self.processes.values():
             for process in group:
                 try:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                for child in children.read().split():
+                    found += [int(child), *descendants(int(child))]
+        except FileNotFoundError:
+            continue
+    return found
