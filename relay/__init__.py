@@ -16,6 +16,7 @@ from relay.connection import connect
 from relay.ingest import Ingest
 from relay.logs import configure_logging
 from relay.queue import delivery_queue
+from relay.store import Store
 
 log = logging.getLogger("relay.web")
 
@@ -28,6 +29,7 @@ class Relay:
     redis: redis.Redis
     queue: rq.Queue
     ingest: Ingest
+    store: Store
 
 
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
@@ -41,7 +43,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["relay"] = Relay(settings, connection, queue, Ingest(settings, connection, queue))
+    store = Store(connection, settings.dedup_ttl)
+    app.extensions["relay"] = Relay(settings, connection, queue, Ingest(settings, connection, queue), store)
 
     from relay.web import bp, error
 

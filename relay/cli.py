@@ -5,6 +5,7 @@ Every command reads the same environment variables as the web process (see READM
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -40,6 +41,100 @@ def worker(burst: bool) -> None:
     runtime = jobs.configure(settings, connection)
     Sweeper(runtime.store, runtime.queue).start()
     build_worker(settings, connection).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+
+
+def _store_and_queue(settings: Settings):
+    from relay.queue import delivery_queue
+    from relay.store import Store
+
+    connection = connect(settings)
+    return Store(connection, settings.dedup_ttl), delivery_queue(settings, connection)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as GET /tasks/<task_id>).")
+def status(task_id: str, as_json: bool) -> None:
+    """Show a task's events and each target's delivery state."""
+    from relay.admin import task_status
+
+    store, _ = _store_and_queue(load_settings())
+    found = task_status(store, task_id)
+    if found is None:
+        raise click.ClickException(f"no task {task_id} (unknown, or expired after RELAY_DEDUP_TTL)")
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for event in found["events"]:
+        click.echo(f"{event['event_id']}  {event['type']} ({event['callback_type']}), received {event['received_at']}")
+        for name, target in event["targets"].items() or {"(no target wanted it)": {"summary": ""}}.items():
+            click.echo(f"  {name:<16} {target['summary']}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dead(as_json: bool) -> None:
+    """List dead letters: deliveries that failed for good or ran out of attempts."""
+    from dataclasses import asdict
+
+    from relay.admin import dead_letters
+
+    store, _ = _store_and_queue(load_settings())
+    letters = dead_letters(store)
+    if as_json:
+        click.echo(json.dumps([asdict(letter) for letter in letters], indent=2))
+        return
+    if not letters:
+        click.echo("no dead letters")
+    for letter in letters:
+        click.echo(f"{letter.died_at}  {letter.event_id}  task {letter.task_id}  {letter.target}: {letter.reason}")
+
+
+@cli.command()
+@click.argument("reference", required=False)
+@click.option("--target", "targets", multiple=True, help="Only this target (repeatable).")
+@click.option("--dead", "all_dead", is_flag=True, help="Replay every dead letter.")
+@click.option("--force", is_flag=True, help="Send again even to targets that already got the event.")
+def replay(reference: str | None, targets: tuple[str, ...], all_dead: bool, force: bool) -> None:
+    """Queue an event (an event id, or every event of a task id) for delivery again.
+
+    Targets that already got it are skipped unless --force.
+    """
+    from relay.admin import ReplayError, dead_letters, resolve_event_ids
+    from relay.admin import replay as replay_event
+
+    settings = load_settings()
+    store, queue = _store_and_queue(settings)
+    unknown = [name for name in targets if settings.target(name) is None]
+    if unknown:
+        raise click.ClickException(
+            f"unknown target(s): {', '.join(unknown)} (configured: {', '.join(settings.target_names)})"
+        )
+    if all_dead == bool(reference):
+        raise click.UsageError("give an event id or a task id, or --dead")
+    if all_dead:
+        work = [
+            (letter.event_id, [letter.target])
+            for letter in dead_letters(store)
+            if not targets or letter.target in targets
+        ]
+    else:
+        work = [(event_id, list(targets)) for event_id in resolve_event_ids(store, reference or "")]
+        if not work:
+            raise click.ClickException(f"no event or task {reference}")
+    for event_id, names in work:
+        try:
+            queued = replay_event(store, queue, event_id, names or None, force=force)
+        except ReplayError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(
+            f"{event_id}: "
+            + (
+                f"queued for {', '.join(queued)}"
+                if queued
+                else "nothing to do (already delivered; --force sends again)"
+            )
+        )
 
 
 def main() -> None:

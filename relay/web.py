@@ -9,6 +9,7 @@ import time
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from relay.admin import task_status
 from relay.suno import PayloadError, normalise, parse_json
 
 log = logging.getLogger("relay.web")
@@ -23,11 +24,12 @@ def error(status: int, message: str, **headers: str) -> Response:
     return response
 
 
-def _authorised() -> bool:
+def _authorised(header_only: bool = False) -> bool:
+    """The callback token, as ``?token=`` (Suno can send no header) or ``X-Relay-Token``."""
     settings = current_app.extensions["relay"].settings
     if not settings.callback_token:
         return settings.allow_unauthenticated
-    given = request.args.get("token") or request.headers.get("X-Relay-Token") or ""
+    given = request.headers.get("X-Relay-Token") or ("" if header_only else request.args.get("token", ""))
     return hmac.compare_digest(given.encode(), settings.callback_token.encode())
 
 
@@ -52,6 +54,20 @@ def suno_lyrics_callback() -> Response:
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
     log.info(status, extra={"task_id": event.task_id, "event_id": event.id, "type": event.type, "ms": elapsed_ms})
     return jsonify(status=status, task_id=event.task_id, event_id=event.id)
+
+
+@bp.get("/tasks/<task_id>")
+def task(task_id: str) -> Response:
+    """A task's delivery status per target (the CLI's ``relay status --json``)."""
+    if not _authorised(header_only=True):
+        return error(401, "missing or wrong token: send the X-Relay-Token header")
+    try:
+        found = task_status(current_app.extensions["relay"].store, task_id)
+    except redis.RedisError:
+        return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+    if found is None:
+        return error(404, f"no task {task_id} (unknown, or expired after RELAY_DEDUP_TTL)")
+    return jsonify(found)
 
 
 @bp.get("/healthz")

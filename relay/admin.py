@@ -1,0 +1,112 @@
+"""The operator's view: a task's delivery status, dead letters, replay. Used by the CLI and by
+``GET /tasks/<task_id>``; no Flask, no HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rq
+
+from relay.queue import enqueue_delivery
+from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING, DeliveryState, Store, deliveries_key, event_key
+
+
+def describe(state: DeliveryState) -> str:
+    """One line a person reads: ``delivered at …``, ``retrying (attempt 2, next at …)``, …"""
+    if state.state == DELIVERED:
+        return f"delivered at {state.at}"
+    if state.state == RETRYING:
+        return f"retrying (attempt {state.attempt + 1}, next at {state.next_at}): last error {state.reason}"
+    if state.state == SENDING:
+        return f"sending (attempt {state.attempt})"
+    if state.state == DEAD:
+        return f"dead: {state.reason}"
+    return "received"
+
+
+def task_status(store: Store, task_id: str) -> dict[str, Any] | None:
+    """Every event of the task with every target's state, or None for an unknown task."""
+    events = []
+    for event_id in store.event_ids(task_id):
+        event = store.load_event(event_id)
+        if event is None:
+            continue
+        targets = {
+            name: {**asdict(state), "summary": describe(state)} for name, state in store.deliveries(event_id).items()
+        }
+        events.append(
+            {
+                "event_id": event.id,
+                "type": event.type,
+                "callback_type": event.callback_type,
+                "received_at": event.received_at,
+                "targets": targets,
+            }
+        )
+    if not events:
+        return None
+    return {"task_id": task_id, "events": events}
+
+
+@dataclass
+class DeadLetter:
+    event_id: str
+    task_id: str
+    target: str
+    died_at: str
+    reason: str
+
+
+def dead_letters(store: Store) -> list[DeadLetter]:
+    letters = []
+    for event_id, target, when in store.dead_letters():
+        event = store.load_event(event_id)
+        if event is None:  # expired with its event: nothing left to replay
+            store.forget_dead(event_id, target)
+            continue
+        died_at = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        reason = store.delivery(event_id, target).reason
+        letters.append(DeadLetter(event_id, event.task_id, target, died_at, reason))
+    return letters
+
+
+class ReplayError(ValueError):
+    pass
+
+
+def replay(
+    store: Store, queue: rq.Queue, event_id: str, targets: list[str] | None = None, force: bool = False
+) -> list[str]:
+    """Queue the event again for ``targets`` (default: every target it was meant for).
+
+    A target that already has the event is skipped unless ``force``: a replay never repeats a
+    message by accident. One still under way may be queued again safely: the job's lock and state
+    check keep it to one post. Returns the targets queued.
+    """
+    event = store.load_event(event_id)
+    if event is None:
+        raise ReplayError(f"no event {event_id} (unknown, or expired after RELAY_DEDUP_TTL)")
+    states = store.deliveries(event_id)
+    chosen = targets or list(states)
+    queued = []
+    for name in chosen:
+        state = states.get(name, DeliveryState())
+        if state.state == DELIVERED and not force:
+            continue
+        store.forget_dead(event_id, name)
+        fresh = DeliveryState(state=QUEUED, attempt=0, parts_sent=0 if force else state.parts_sent)
+        store.save_delivery(event_id, name, fresh)
+        enqueue_delivery(queue, event_id, name, force=force)
+        queued.append(name)
+    for key in (event_key(event_id), deliveries_key(event_id)):
+        store.redis.expire(key, store.ttl)
+    return queued
+
+
+def resolve_event_ids(store: Store, reference: str) -> list[str]:
+    """An event id, or a task id (then all its events)."""
+    if reference.startswith("evt_"):
+        return [reference]
+    return store.event_ids(reference)

@@ -1,0 +1,118 @@
+"""Status, dead letters and replay: the CLI (as a user runs it) and GET /tasks/<task_id>."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from rq import SimpleWorker
+
+from relay import create_app, jobs
+from relay.dev import ROOT
+from relay.ingest import Ingest
+from relay.suno import normalise
+from tests.conftest import TOKEN
+from tests.support import Reply
+
+
+@pytest.fixture
+def relay_env(make_settings, redis_conn, receivers, redis_url):
+    slack, discord = receivers(), receivers(default=Reply(204, ""))
+    env = {
+        "REDIS_URL": redis_url,
+        "RELAY_CALLBACK_TOKEN": TOKEN,
+        "SLACK_WEBHOOK_URL": slack.url + "#rate=100/1s",
+        "DISCORD_WEBHOOK_URL": discord.url + "#rate=100/1s",
+        "RELAY_BACKOFF": "1",
+    }
+    settings = make_settings(**env)
+    runtime = jobs.configure(settings, redis_conn)
+    return runtime, env, slack, discord
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def deliver_all(runtime, sample) -> str:
+    event = normalise(sample)
+    Ingest(runtime.settings, runtime.redis, runtime.queue)(event)
+    SimpleWorker([runtime.queue], connection=runtime.redis).work(burst=True)
+    return event.id
+
+
+def test_status_shows_each_target(relay_env, sample) -> None:
+    runtime, env, slack, _ = relay_env
+    slack.script.append(Reply(404, "no_service"))
+    deliver_all(runtime, sample)
+    result = cli(env, "status", sample["data"]["task_id"])
+    assert result.returncode == 0, result.stderr
+    assert "lyrics.completed (complete)" in result.stdout
+    assert "discord          delivered at 20" in result.stdout
+    assert "slack            dead: slack: no_service (HTTP 404)" in result.stdout
+    as_json = json.loads(cli(env, "status", sample["data"]["task_id"], "--json").stdout)
+    assert as_json["events"][0]["targets"]["discord"]["state"] == "delivered"
+    missing = cli(env, "status", "nope")
+    assert missing.returncode == 1 and "no task nope" in missing.stderr
+
+
+def test_retrying_status_names_attempt_and_time(relay_env, sample) -> None:
+    runtime, env, slack, _ = relay_env
+    slack.script.append(Reply(500, "oops"))
+    deliver_all(runtime, sample)
+    result = cli(env, "status", sample["data"]["task_id"])
+    assert "slack            retrying (attempt 2, next at 20" in result.stdout and "HTTP 500" in result.stdout
+
+
+def test_dead_letters_list_and_replay(relay_env, sample) -> None:
+    runtime, env, slack, discord = relay_env
+    slack.script.append(Reply(404, "no_service"))
+    event_id = deliver_all(runtime, sample)
+    listed = cli(env, "dead")
+    assert f"{event_id}  task {sample['data']['task_id']}  slack: slack: no_service" in listed.stdout
+    assert json.loads(cli(env, "dead", "--json").stdout)[0]["target"] == "slack"
+
+    replayed = cli(env, "replay", "--dead")
+    assert replayed.returncode == 0 and f"{event_id}: queued for slack" in replayed.stdout
+    SimpleWorker([runtime.queue], connection=runtime.redis).work(burst=True)
+    assert len(slack.received) == 1 and len(discord.received) == 1  # discord was not sent again
+    assert cli(env, "dead").stdout.strip() == "no dead letters"
+
+
+def test_replay_skips_delivered_targets_unless_forced(relay_env, sample) -> None:
+    runtime, env, slack, discord = relay_env
+    deliver_all(runtime, sample)
+    task_id = sample["data"]["task_id"]
+    plain = cli(env, "replay", task_id)
+    assert "nothing to do" in plain.stdout
+    forced = cli(env, "replay", task_id, "--target", "slack", "--force")
+    assert "queued for slack" in forced.stdout
+    SimpleWorker([runtime.queue], connection=runtime.redis).work(burst=True)
+    assert len(slack.received) == 2 and len(discord.received) == 1
+    assert "unknown target(s): teams" in cli(env, "replay", task_id, "--target", "teams").stderr
+
+
+def test_tasks_endpoint_needs_the_token_header(relay_env, sample) -> None:
+    runtime, _, slack, _ = relay_env
+    slack.script.append(Reply(500, "oops"))
+    deliver_all(runtime, sample)
+    client = create_app(runtime.settings).test_client()
+    task_id = sample["data"]["task_id"]
+    assert client.get(f"/tasks/{task_id}").status_code == 401
+    assert client.get(f"/tasks/{task_id}", query_string={"token": TOKEN}).status_code == 401
+    response = client.get(f"/tasks/{task_id}", headers={"X-Relay-Token": TOKEN})
+    assert response.status_code == 200
+    targets = response.get_json()["events"][0]["targets"]
+    assert targets["discord"]["state"] == "delivered" and targets["slack"]["state"] == "retrying"
+    assert targets["slack"]["attempt"] == 1 and targets["slack"]["next_at"]
+    assert client.get("/tasks/unknown", headers={"X-Relay-Token": TOKEN}).status_code == 404
