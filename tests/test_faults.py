@@ -260,3 +260,20 @@ def test_8_paced_delivery_meets_few_429s(make_stack) -> None:
     limited = stack.slack.replies.count(429)
     print(f"429s: {limited} of {len(stack.slack.replies)} requests")
     assert limited / len(stack.slack.replies) < 0.05, f"{limited} of {len(stack.slack.replies)} were 429"
+
+
+def test_9_sigterm_lets_the_current_delivery_finish(make_stack) -> None:
+    """A deploy: SIGTERM to every process of the worker's dyno during a slow delivery."""
+    stack = make_stack()
+    stack.slack.default = Reply(200, "ok", delay=3.0)
+    stack.procfile.start("web")
+    worker = stack.procfile.start("worker")
+    stack.callback("t9")
+    deadline = time.monotonic() + 10
+    while not stack.slack.attempts and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stack.slack.attempts, "the slow POST never started"
+    stack.procfile.signal(worker, signal.SIGTERM)
+    assert worker.wait(timeout=25) == 0  # warm shutdown, within the platforms' 30 s
+    assert titles(stack.slack) == ["Song t9"]  # the slow target got it: the POST was not cut
+    assert stack.store.delivery(event_id("t9", "complete"), "slack").state == DELIVERED
