@@ -184,3 +184,31 @@ def test_filters_route_failures_only(make_settings, redis_conn, receivers) -> No
     work(runtime)
     assert [entry.json()["text"] for entry in ops.received] == ["Lyrics generation failed: boom (code 500)"]
     assert len(everyone.received) == 2
+
+
+def test_timeouts_and_refused_connections_are_retried(relay_env, sample) -> None:
+    runtime, slack, discord, _ = relay_env(RELAY_HTTP_TIMEOUT="0.3")
+    slack.script.append(Reply(200, "ok", delay=1.0))  # answers after our read timeout
+    runtime.targets["discord"].spec = runtime.targets["discord"].spec.__class__(
+        kind="discord", name="discord", url="http://127.0.0.1:9/nothing-listens", rate=(100, 1.0)
+    )
+    event = normalise(sample)
+    ingest(runtime, event)
+    work(runtime)
+    states = runtime.store.deliveries(event.id)
+    assert states["slack"].state == RETRYING and states["slack"].reason.startswith("timeout")
+    assert states["discord"].state == RETRYING and states["discord"].reason.startswith("connection error")
+    assert slack.received == [] and discord.received == []
+
+
+def test_rejected_payload_is_logged_with_the_answer(relay_env, sample, capsys) -> None:
+    runtime, slack, _, _ = relay_env()
+    configure_logging("INFO")
+    slack.script.append(Reply(400, "invalid_payload"))
+    event = normalise(sample)
+    ingest(runtime, event)
+    work(runtime)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    [dead] = [line for line in lines if line["event"] == "dead"]
+    assert dead["target"] == "slack" and dead["task_id"] == event.task_id
+    assert "invalid_payload" in dead["reason"] and "relay bug" in dead["note"]
