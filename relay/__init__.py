@@ -17,6 +17,8 @@ from relay.ingest import Ingest
 from relay.logs import configure_logging
 from relay.queue import delivery_queue
 from relay.store import Store
+from relay.suno_api import SunoClient
+from relay.watch import Watchlist
 
 log = logging.getLogger("relay.web")
 
@@ -30,6 +32,8 @@ class Relay:
     queue: rq.Queue
     ingest: Ingest
     store: Store
+    watchlist: Watchlist
+    suno: SunoClient
 
 
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
@@ -43,8 +47,15 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    store = Store(connection, settings.dedup_ttl)
-    app.extensions["relay"] = Relay(settings, connection, queue, Ingest(settings, connection, queue), store)
+    app.extensions["relay"] = Relay(
+        settings=settings,
+        redis=connection,
+        queue=queue,
+        ingest=Ingest(settings, connection, queue),
+        store=Store(connection, settings.dedup_ttl),
+        watchlist=Watchlist(connection, queue, settings.dedup_ttl),
+        suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
+    )
 
     from relay.web import bp, error
 

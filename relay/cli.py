@@ -39,7 +39,7 @@ def worker(burst: bool) -> None:
     configure_logging(settings.log_level)
     connection = connect(settings)
     runtime = jobs.configure(settings, connection)
-    Sweeper(runtime.store, runtime.queue).start()
+    Sweeper(runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval).start()
     build_worker(settings, connection).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 
 
@@ -135,6 +135,40 @@ def replay(reference: str | None, targets: tuple[str, ...], all_dead: bool, forc
                 else "nothing to do (already delivered; --force sends again)"
             )
         )
+
+
+@cli.command()
+@click.argument("prompt")
+def submit(prompt: str) -> None:
+    """Submit a lyrics task to Suno (with this relay's callback URL) and watch it.
+
+    The result reaches the targets by callback or, without one, by polling (RELAY_MODE=poll).
+    """
+    from relay import jobs
+    from relay.watch import SubmitError
+    from relay.watch import submit as submit_task
+
+    settings = load_settings()
+    runtime = jobs.configure(settings, connect(settings))
+    try:
+        task_id = submit_task(settings, runtime.suno, runtime.watchlist, prompt)
+    except SubmitError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"submitted: task {task_id}; watching it (status: python -m relay status {task_id})")
+
+
+@cli.command()
+@click.argument("task_id")
+def watch(task_id: str) -> None:
+    """Poll a task submitted elsewhere until its result arrives, then deliver it."""
+    from relay import jobs
+
+    settings = load_settings()
+    if not settings.suno_api_key:
+        raise click.ClickException("SUNO_API_KEY is not set: polling needs it")
+    runtime = jobs.configure(settings, connect(settings))
+    runtime.watchlist.add(task_id, 0, settings.poll_deadline)
+    click.echo(f"watching task {task_id} (every {settings.poll_interval:g}s, for up to {settings.poll_deadline:g}s)")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 TARGET_KINDS = {"SLACK_WEBHOOK_URL": "slack", "DISCORD_WEBHOOK_URL": "discord", "RELAY_WEBHOOK_URL": "webhook"}
 EVENT_FILTERS = {"all": None, "completed": "lyrics.completed", "failed": "lyrics.failed"}
@@ -59,6 +59,23 @@ class Settings:
     webhook_secret: bytes = field(default=b"", repr=False)
     targets: tuple[TargetSpec, ...] = ()
     log_level: str = "INFO"
+    # The Suno side: submitting tasks, polling them, verifying signed callbacks.
+    suno_api_base: str = "https://api.sunoapi.org"
+    suno_api_key: str = field(default="", repr=False)
+    suno_hmac_key: bytes = field(default=b"", repr=False)
+    public_url: str = ""
+    mode: str = "callback"  # callback | poll
+    poll_interval: float = 30.0
+    poll_grace: float = 30.0
+    poll_deadline: float = 30 * 60.0
+    poll_rate: tuple[int, float] = (20, 10.0)
+
+    def callback_url(self) -> str | None:
+        """This relay's own callback URL (token included), or None without RELAY_PUBLIC_URL."""
+        if not self.public_url:
+            return None
+        query = f"?{urlencode({'token': self.callback_token})}" if self.callback_token else ""
+        return f"{self.public_url}/callbacks/suno/lyrics{query}"
 
     @property
     def target_names(self) -> tuple[str, ...]:
@@ -88,6 +105,15 @@ class Settings:
             webhook_secret=webhook_secret,
             targets=targets,
             log_level=reader.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
+            suno_api_base=_http_url(env, "SUNO_API_BASE", cls.suno_api_base),
+            suno_api_key=env.get("SUNO_API_KEY", "").strip(),
+            suno_hmac_key=env.get("SUNO_WEBHOOK_HMAC_KEY", "").strip().encode(),
+            public_url=_http_url(env, "RELAY_PUBLIC_URL", ""),
+            mode=reader.choice("RELAY_MODE", "callback", {"CALLBACK", "POLL"}).lower(),
+            poll_interval=reader.duration("RELAY_POLL_INTERVAL", cls.poll_interval, minimum=0.5),
+            poll_grace=reader.duration("RELAY_POLL_GRACE", cls.poll_grace, minimum=0),
+            poll_deadline=reader.duration("RELAY_POLL_DEADLINE", cls.poll_deadline, minimum=1),
+            poll_rate=_rate(reader.raw("RELAY_POLL_RATE") or "20/10s", "RELAY_POLL_RATE"),
         )
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")
@@ -169,6 +195,13 @@ def parse_duration(value: str, name: str) -> float:
     if not match:
         raise ConfigError(f"{name} must be a duration such as 30, 30s, 500ms, 5m, 2h or 7d")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip().rstrip("/") or default
+    if value and (urlsplit(value).scheme not in {"http", "https"} or not urlsplit(value).hostname):
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value
 
 
 def _redis_url(url: str) -> str:

@@ -9,6 +9,7 @@ from relay.config import Settings
 from relay.queue import enqueue_delivery
 from relay.store import DeliveryState, deliveries_key, event_key, task_key
 from relay.suno import Event
+from relay.watch import WATCHLIST, watch_key
 
 
 class Ingest:
@@ -45,6 +46,9 @@ class Ingest:
                     pipe.expire(deliveries_key(event.id), ttl)
                 for name in targets:
                     enqueue_delivery(self.queue, event.id, name, pipeline=pipe)
+                # A result, by callback or by poll, ends the task's watch.
+                pipe.zrem(WATCHLIST, event.task_id)
+                pipe.delete(watch_key(event.task_id))
                 pipe.execute()
             except redis.WatchError:
                 return False  # a concurrent identical callback won the race

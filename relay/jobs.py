@@ -27,12 +27,15 @@ import rq
 
 from relay.config import Settings
 from relay.connection import connect
+from relay.ingest import Ingest
 from relay.queue import delivery_queue, enqueue_delivery
 from relay.ratelimit import RateLimiter
 from relay.store import DEAD, DELIVERED, RETRYING, SENDING, DeliveryState, Store, lock_key
-from relay.suno import Event
+from relay.suno import Event, PayloadError, from_record, timed_out
+from relay.suno_api import SunoAPIError, SunoClient
 from relay.targets import Target, build_targets
 from relay.targets.base import Outcome
+from relay.watch import Watchlist
 
 log = logging.getLogger("relay.jobs")
 # Waits for a rate-limit slot up to this long inside the job; a longer one is rescheduled.
@@ -47,6 +50,9 @@ class Runtime:
     store: Store
     targets: dict[str, Target]
     limiter: RateLimiter
+    ingest: Ingest
+    watchlist: Watchlist
+    suno: SunoClient
 
 
 _runtime: Runtime | None = None
@@ -56,13 +62,17 @@ def configure(settings: Settings, connection: redis.Redis | None = None) -> Runt
     """Give the job functions their settings, Redis connection and targets."""
     global _runtime
     connection = connection or connect(settings)
+    queue = delivery_queue(settings, connection)
     _runtime = Runtime(
         settings=settings,
         redis=connection,
-        queue=delivery_queue(settings, connection),
+        queue=queue,
         store=Store(connection, settings.dedup_ttl),
         targets=build_targets(settings),
         limiter=RateLimiter(connection),
+        ingest=Ingest(settings, connection, queue),
+        watchlist=Watchlist(connection, queue, settings.dedup_ttl),
+        suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
     )
     return _runtime
 
@@ -186,3 +196,61 @@ def _settle(
     extra = {**context, "reason": outcome.reason, "next_attempt": next_attempt, "delay_s": round(delay, 2)}
     log.log(logging.INFO if outcome.paced else logging.WARNING, "retrying", extra=extra)
     return f"retrying in {delay:.1f}s: {outcome.reason}"
+
+
+# Polling (see relay.watch): one scheduled job per watched task, rescheduling itself.
+PROVIDER_COOLDOWN = "relay:suno:cooldown"
+PROVIDER_ERRORS = "relay:suno:errors"
+MAX_PROVIDER_BACKOFF = 600.0
+
+
+def poll(task_id: str) -> str:
+    """Ask the provider for a watched task's result; deliver it, or look again later."""
+    rt = runtime()
+    watch = rt.watchlist.get(task_id)
+    context = {"task_id": task_id}
+    if watch is None:
+        return "not watched"  # its result arrived, or it was never watched
+    if rt.store.event_ids(task_id):
+        rt.watchlist.remove(task_id)
+        return "already received"
+    now = time.time()
+    if now >= watch.deadline:
+        rt.ingest(timed_out(task_id, now - watch.since, watch.last_error))
+        log.warning("poll deadline passed", extra={**context, "last_error": watch.last_error})
+        return "timed out"
+    cooldown = rt.redis.pttl(PROVIDER_COOLDOWN)
+    if cooldown > 0:  # the provider asked everyone to slow down
+        rt.watchlist.schedule(task_id, cooldown / 1000 + random.uniform(0, 2))
+        return "provider cooling down"
+    wait = rt.limiter.reserve("suno-api", *rt.settings.poll_rate)
+    if wait > MAX_PACING_SLEEP:
+        rt.watchlist.schedule(task_id, wait)
+        return "paced"
+    time.sleep(wait)
+    try:
+        event = from_record(rt.suno.record_info(task_id), task_id)
+    except (SunoAPIError, PayloadError) as exc:
+        return _poll_failed(rt, task_id, exc, context)
+    rt.redis.delete(PROVIDER_ERRORS)
+    if event is None:
+        rt.watchlist.schedule(task_id, rt.settings.poll_interval)
+        return "pending"
+    fresh = rt.ingest(event)  # the same door as callbacks: a task both polled and called back is sent once
+    rt.watchlist.remove(task_id)
+    log.info("polled", extra={**context, "event_id": event.id, "type": event.type, "fresh": fresh})
+    return "received" if fresh else "duplicate"
+
+
+def _poll_failed(rt: Runtime, task_id: str, exc: Exception, context: dict) -> str:
+    rt.watchlist.note_error(task_id, str(exc))
+    delay = rt.settings.poll_interval
+    if getattr(exc, "retryable", False):
+        # Rate limited, maintenance or a server error: every poller backs off, doubling each time.
+        errors = rt.redis.incr(PROVIDER_ERRORS)
+        rt.redis.expire(PROVIDER_ERRORS, int(MAX_PROVIDER_BACKOFF * 2))
+        delay = min(rt.settings.poll_interval * 2 ** (errors - 1), MAX_PROVIDER_BACKOFF)
+        rt.redis.set(PROVIDER_COOLDOWN, 1, px=int(delay * 1000))
+    rt.watchlist.schedule(task_id, delay)
+    log.warning("poll failed", extra={**context, "reason": str(exc), "next_poll_s": round(delay, 1)})
+    return f"poll failed: {exc}"

@@ -233,3 +233,60 @@ def normalise(payload: Any, received_at: str | None = None) -> Event:
         received_at=received_at or now_rfc3339(),
         lyrics=lyrics,
     )
+
+
+# Polling: the "get lyrics details" record → the same event a callback would have given.
+PENDING_STATUSES = {"PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS", "RUNNING", "QUEUED"}
+FAILURE_STATUSES = {
+    "CREATE_TASK_FAILED": (500, "creating the task failed"),
+    "GENERATE_LYRICS_FAILED": (500, "generating the lyrics failed"),
+    "CALLBACK_EXCEPTION": (500, "the provider's callback failed"),
+    "SENSITIVE_WORD_ERROR": (400, "the prompt contains a sensitive word"),
+}
+
+
+def from_record(record: Any, task_id: str, received_at: str | None = None) -> Event | None:
+    """A record-info ``data`` object → an :class:`Event`, or None while the task is not final.
+
+    A success gives the ``complete`` event and a failure the ``error`` event, with the same ids
+    as the callbacks would have: a task both polled and called back is delivered once.
+    ``CALLBACK_EXCEPTION`` with lyrics present is a success whose callback was lost.
+    """
+    if not isinstance(record, dict):
+        raise PayloadError(f"task details must be an object, got {_kind(record)}")
+    status = _text(record.get("status"), "status").strip().upper()
+    response = record.get("response") if isinstance(record.get("response"), dict) else {}
+    items = _first(response, "data", "lyricsData") or []
+    has_lyrics = isinstance(items, list) and any(isinstance(item, dict) and item.get("text") for item in items)
+    if status == "SUCCESS" or (status == "CALLBACK_EXCEPTION" and has_lyrics):
+        payload = {
+            "code": 200,
+            "msg": "success",
+            "data": {"callbackType": "complete", "task_id": task_id, "data": items},
+        }
+        return normalise(payload, received_at)
+    if status in FAILURE_STATUSES or (
+        status and status not in PENDING_STATUSES and status.endswith(("FAILED", "ERROR"))
+    ):
+        default_code, meaning = FAILURE_STATUSES.get(status, (500, "the task failed"))
+        try:
+            code = _code(record.get("errorCode"))
+        except PayloadError:  # a non-numeric error code: keep the default
+            code = None
+        reason = _text(record.get("errorMessage"), "errorMessage").strip() or meaning
+        payload = {
+            "code": code or default_code,
+            "msg": f"{reason} ({status})",
+            "data": {"callbackType": "error", "task_id": task_id},
+        }
+        return normalise(payload, received_at)
+    return None
+
+
+def timed_out(task_id: str, waited_seconds: float, last_error: str = "", received_at: str | None = None) -> Event:
+    """The notice for a watched task that gave no result before its deadline."""
+    minutes = max(1, round(waited_seconds / 60))
+    message = f"no result from the provider after {minutes} min; the relay stopped waiting"
+    if last_error:
+        message += f" (last error: {last_error})"
+    return Event(event_id(task_id, "timeout"), task_id, "timeout", None, message, received_at or now_rfc3339(), ())

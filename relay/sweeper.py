@@ -5,6 +5,8 @@ out (:func:`relay.jobs.lock_seconds`, renewed per message). Every worker runs a 
 an entry past its time whose lock is gone was abandoned, and is queued again; the new job resumes
 after the last message the target accepted. RQ's own abandoned-job handling (heartbeat expiry,
 about 70 s) stays as the second net, for a job killed before it started posting.
+
+The same thread queues a poll for any watched task whose poll job was lost (see relay.watch).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import rq
 
 from relay.queue import enqueue_delivery
 from relay.store import Store
+from relay.watch import Watchlist
 
 log = logging.getLogger("relay.sweeper")
 SWEEP_INTERVAL = 5.0
@@ -35,14 +38,24 @@ def sweep(store: Store, queue: rq.Queue, now: float | None = None) -> int:
 
 
 class Sweeper(threading.Thread):
-    def __init__(self, store: Store, queue: rq.Queue, interval: float = SWEEP_INTERVAL) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queue: rq.Queue,
+        watchlist: Watchlist,
+        poll_interval: float,
+        interval: float = SWEEP_INTERVAL,
+    ) -> None:
         super().__init__(name="relay-sweeper", daemon=True)
-        self.store, self.queue, self.interval = store, queue, interval
+        self.store, self.queue, self.watchlist = store, queue, watchlist
+        self.poll_interval, self.interval = poll_interval, interval
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
                 sweep(self.store, self.queue)
+                for task_id in self.watchlist.requeue_overdue(self.poll_interval):
+                    log.warning("lost poll queued again", extra={"task_id": task_id})
             except Exception:  # Redis away for a moment: the next round tries again
                 log.warning("sweep failed", exc_info=True)

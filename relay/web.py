@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Mapping
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from relay.admin import task_status
 from relay.suno import PayloadError, normalise, parse_json
+from relay.watch import SubmitError, submit
 
 log = logging.getLogger("relay.web")
 bp = Blueprint("relay", __name__)
 RETRY_AFTER_SECONDS = 30
+SIGNATURE_TOLERANCE = 300
 
 
 def error(status: int, message: str, **headers: str) -> Response:
@@ -45,6 +50,11 @@ def suno_lyrics_callback() -> Response:
         log.warning("rejected", extra={"reason": str(exc), "client": request.remote_addr})
         return error(400, str(exc))
     relay = current_app.extensions["relay"]
+    if relay.settings.suno_hmac_key:
+        problem = signature_problem(relay.settings.suno_hmac_key, event.task_id, request.headers)
+        if problem:
+            log.warning("rejected", extra={"reason": problem, "task_id": event.task_id})
+            return error(401, problem)
     try:
         fresh = relay.ingest(event)
     except redis.RedisError as exc:
@@ -54,6 +64,50 @@ def suno_lyrics_callback() -> Response:
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
     log.info(status, extra={"task_id": event.task_id, "event_id": event.id, "type": event.type, "ms": elapsed_ms})
     return jsonify(status=status, task_id=event.task_id, event_id=event.id)
+
+
+def signature_problem(key: bytes, task_id: str, headers: Mapping[str, str], now: float | None = None) -> str:
+    """Check a signed callback (providers that sign): ``X-Webhook-Signature`` =
+    base64(HMAC-SHA256(key, "<taskId>.<X-Webhook-Timestamp>")), timestamp within 5 minutes.
+    Returns what is wrong, or "" when the signature holds."""
+    timestamp, signature = headers.get("X-Webhook-Timestamp", ""), headers.get("X-Webhook-Signature", "")
+    if not timestamp or not signature:
+        return "missing X-Webhook-Timestamp or X-Webhook-Signature header"
+    try:
+        skew = abs((time.time() if now is None else now) - int(timestamp))
+    except ValueError:
+        return "X-Webhook-Timestamp must be Unix seconds"
+    if skew > SIGNATURE_TOLERANCE:
+        return "X-Webhook-Timestamp is more than 5 minutes off"
+    expected = base64.b64encode(hmac.new(key, f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, signature.strip().encode()):
+        return "X-Webhook-Signature does not match"
+    return ""
+
+
+@bp.post("/tasks")
+def submit_task() -> Response:
+    """Submit a lyrics task (``{"prompt": ...}``) with this relay's callback URL, and watch it."""
+    if not _authorised(header_only=True):
+        return error(401, "missing or wrong token: send the X-Relay-Token header")
+    try:
+        body = parse_json(request.get_data(cache=False))
+    except PayloadError as exc:
+        return error(400, str(exc))
+    prompt = body.get("prompt") if isinstance(body, dict) else None
+    if not isinstance(prompt, str) or not prompt.strip():
+        return error(400, 'body must be {"prompt": "<text, at most 200 words>"}')
+    relay = current_app.extensions["relay"]
+    try:
+        task_id = submit(relay.settings, relay.suno, relay.watchlist, prompt)
+    except SubmitError as exc:
+        return error(502 if exc.upstream else 400, str(exc))
+    except redis.RedisError:
+        return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+    log.info("submitted", extra={"task_id": task_id})
+    response = jsonify(status="submitted", task_id=task_id, mode=relay.settings.mode)
+    response.status_code = 202
+    return response
 
 
 @bp.get("/tasks/<task_id>")

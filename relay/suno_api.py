@@ -1,0 +1,95 @@
+"""A small client for the Suno API's lyrics endpoints (submit, record-info).
+
+The API answers HTTP 200 with its own ``code`` in the body, or an HTTP error; both are read. The
+API key is sent as a bearer token and never appears in an error or a log line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+MAX_PROMPT_WORDS = 200
+# The provider's documented codes, and whether waiting helps.
+CODES: dict[int, tuple[str, bool]] = {
+    400: ("bad parameters", False),
+    401: ("unauthorized: check SUNO_API_KEY", False),
+    404: ("not found", False),
+    405: ("rate limited", True),
+    413: ("prompt too long", False),
+    429: ("insufficient credits", False),
+    430: ("call frequency too high", True),
+    455: ("provider under maintenance", True),
+    500: ("provider internal error", True),
+}
+
+
+class SunoAPIError(Exception):
+    """A failed API call. ``retryable`` says whether trying later can help."""
+
+    def __init__(self, message: str, code: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+@dataclass
+class SunoClient:
+    base_url: str
+    api_key: str
+    timeout: float = 10.0
+    session: requests.Session | None = None
+
+    def __post_init__(self) -> None:
+        self.session = self.session or requests.Session()
+
+    def __repr__(self) -> str:
+        return f"<SunoClient {self.base_url}>"
+
+    def submit(self, prompt: str, callback_url: str) -> str:
+        """Start a lyrics task; returns its task id."""
+        prompt = prompt.strip()
+        if not prompt:
+            raise SunoAPIError("the prompt is empty")
+        if len(prompt.split()) > MAX_PROMPT_WORDS:
+            raise SunoAPIError(f"the prompt is longer than {MAX_PROMPT_WORDS} words", code=413)
+        data = self._call("POST", "/api/v1/lyrics", json={"prompt": prompt, "callBackUrl": callback_url})
+        task_id = data.get("taskId") or data.get("task_id") if isinstance(data, dict) else None
+        if not task_id:
+            raise SunoAPIError("the provider answered without a task id", retryable=True)
+        return str(task_id)
+
+    def record_info(self, task_id: str) -> dict[str, Any]:
+        """The task's details (``status`` PENDING, SUCCESS or a failure, ``response``, …)."""
+        data = self._call("GET", "/api/v1/lyrics/record-info", params={"taskId": task_id})
+        if not isinstance(data, dict):
+            raise SunoAPIError("the provider answered without task details", retryable=True)
+        return data
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        if not self.api_key:
+            raise SunoAPIError("SUNO_API_KEY is not set", code=401)
+        headers = {"Authorization": f"Bearer {self.api_key}", "User-Agent": "suno-relay"}
+        try:
+            response = self.session.request(  # type: ignore[union-attr]
+                method, self.base_url + path, headers=headers, timeout=(5.0, self.timeout), **kwargs
+            )
+        except requests.RequestException as exc:
+            raise SunoAPIError(f"provider unreachable ({type(exc).__name__})", retryable=True) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        code = body.get("code") if isinstance(body, dict) else None
+        if not isinstance(code, int):
+            code = response.status_code
+        if response.ok and code == 200:
+            return body.get("data") if isinstance(body, dict) else None
+        if code == 200:  # HTTP error with a body that says 200: trust the HTTP status
+            code = response.status_code
+        meaning, retryable = CODES.get(code, ("unexpected answer", code >= 500))
+        message = body.get("msg") if isinstance(body, dict) and isinstance(body.get("msg"), str) else ""
+        text = f"Suno API {code}: {meaning}" + (f" ({message[:200]})" if message else "")
+        raise SunoAPIError(text, code=code, retryable=retryable)
