@@ -11,6 +11,7 @@ import rq
 
 from relay.queue import enqueue_delivery
 from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING, DeliveryState, Store, deliveries_key, event_key
+from relay.watch import WATCHLIST, watch_key
 
 
 def describe(state: DeliveryState) -> str:
@@ -45,9 +46,23 @@ def task_status(store: Store, task_id: str) -> dict[str, Any] | None:
                 "targets": targets,
             }
         )
-    if not events:
+    status: dict[str, Any] = {"task_id": task_id, "events": events}
+    watch = store.redis.hgetall(watch_key(task_id))
+    next_poll = store.redis.zscore(WATCHLIST, task_id)
+    if watch and next_poll is not None:
+        status["watching"] = {
+            "since": _iso(float(watch[b"since"])),
+            "deadline": _iso(float(watch[b"deadline"])),
+            "next_poll_at": _iso(next_poll),
+            "last_error": watch.get(b"last_error", b"").decode(),
+        }
+    elif not events:
         return None
-    return {"task_id": task_id, "events": events}
+    return status
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -66,7 +81,7 @@ def dead_letters(store: Store) -> list[DeadLetter]:
         if event is None:  # expired with its event: nothing left to replay
             store.forget_dead(event_id, target)
             continue
-        died_at = datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        died_at = _iso(when)
         reason = store.delivery(event_id, target).reason
         letters.append(DeadLetter(event_id, event.task_id, target, died_at, reason))
     return letters

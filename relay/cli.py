@@ -65,6 +65,11 @@ def status(task_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
+    if "watching" in found:
+        watching = found["watching"]
+        click.echo(f"watching: next poll at {watching['next_poll_at']}, until {watching['deadline']}")
+        if watching["last_error"]:
+            click.echo(f"  last error: {watching['last_error']}")
     for event in found["events"]:
         click.echo(f"{event['event_id']}  {event['type']} ({event['callback_type']}), received {event['received_at']}")
         for name, target in event["targets"].items() or {"(no target wanted it)": {"summary": ""}}.items():

@@ -285,8 +285,8 @@ def from_record(record: Any, task_id: str, received_at: str | None = None) -> Ev
 
 def timed_out(task_id: str, waited_seconds: float, last_error: str = "", received_at: str | None = None) -> Event:
     """The notice for a watched task that gave no result before its deadline."""
-    minutes = max(1, round(waited_seconds / 60))
-    message = f"no result from the provider after {minutes} min; the relay stopped waiting"
+    waited = f"{round(waited_seconds)} s" if waited_seconds < 120 else f"{round(waited_seconds / 60)} min"
+    message = f"no result from the provider after {waited}; the relay stopped waiting"
     if last_error:
         message += f" (last error: {last_error})"
     return Event(event_id(task_id, "timeout"), task_id, "timeout", None, message, received_at or now_rfc3339(), ())

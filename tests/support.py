@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -195,3 +196,119 @@ def descendants(pid: int) -> list[int]:
         except FileNotFoundError:
             continue
     return found
+
+
+class FakeSuno:
+    """The provider's API, served for real on 127.0.0.1: submit, record-info, and callbacks.
+
+    Each task answers record-info from its script in order (the last entry repeats): by default
+    PENDING twice, then SUCCESS. ``errors`` are provider error codes answered first, to anything.
+    """
+
+    def __init__(self, api_key: str = "suno-test-key") -> None:
+        self.api_key = api_key
+        self.tasks: dict[str, dict] = {}
+        self.errors: list[int] = []
+        self.requests: list[tuple[str, str, float]] = []  # (method, path, monotonic time)
+        self.default_script = ["PENDING", "PENDING", "SUCCESS"]
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def reply(self, body: dict, status: int = 200) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def guarded(self) -> bool:
+                fake.requests.append((self.command, self.path, time.monotonic()))
+                if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                    self.reply({"code": 401, "msg": "Unauthorized"}, 401)
+                    return False
+                if fake.errors:
+                    code = fake.errors.pop(0)
+                    self.reply({"code": code, "msg": f"error {code}"})
+                    return False
+                return True
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if not self.guarded():
+                    return
+                task_id = f"fake{len(fake.tasks) + 1:04d}"
+                fake.tasks[task_id] = {"prompt": body.get("prompt"), "callBackUrl": body.get("callBackUrl"),
+                                       "script": list(fake.default_script)}  # fmt: skip
+                self.reply({"code": 200, "msg": "success", "data": {"taskId": task_id}})
+
+            def do_GET(self) -> None:
+                if not self.guarded():
+                    return
+                task_id = parse_qs(urlsplit(self.path).query).get("taskId", [""])[0]
+                task = fake.tasks.get(task_id)
+                if task is None:
+                    self.reply({"code": 404, "msg": "task not found"})
+                    return
+                status = task["script"].pop(0) if len(task["script"]) > 1 else task["script"][0]
+                self.reply({"code": 200, "msg": "success", "data": fake.record(task_id, status)})
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add_task(self, task_id: str, *script: str) -> None:
+        self.tasks[task_id] = {"prompt": "", "callBackUrl": None, "script": list(script or self.default_script)}
+
+    @staticmethod
+    def lyrics(task_id: str) -> list[dict]:
+        return [
+            {
+                "text": f"[Verse]\nlyrics of {task_id}",
+                "title": f"Song {task_id}",
+                "status": "complete",
+                "errorMessage": "",
+            }
+        ]
+
+    def record(self, task_id: str, status: str) -> dict:
+        success = status == "SUCCESS"
+        return {
+            "taskId": task_id,
+            "param": json.dumps({"prompt": self.tasks[task_id]["prompt"]}),
+            "response": {"taskId": task_id, "data": self.lyrics(task_id) if success else None},
+            "status": status,
+            "type": "LYRICS",
+            "errorCode": None if success or status == "PENDING" else 400,
+            "errorMessage": None if success or status == "PENDING" else f"failed: {status.lower()}",
+        }
+
+    def callback_payload(self, task_id: str, camel: bool = False) -> dict:
+        """The callback body for a finished task, in the snake_case or the camelCase dialect."""
+        items = self.lyrics(task_id)
+        if camel:
+            return {
+                "code": 200,
+                "msg": "ok",
+                "data": {"callbackType": "complete", "taskId": task_id, "lyricsData": items},
+            }
+        items = [{**item, "error_message": item.pop("errorMessage")} for item in items]
+        return {"code": 200, "msg": "ok", "data": {"callbackType": "complete", "task_id": task_id, "data": items}}
+
+    def fire_callback(self, task_id: str, url: str | None = None) -> requests.Response:
+        """POST the provider's callback for a finished task to its callBackUrl (or ``url``)."""
+        payload = self.callback_payload(task_id)
+        return requests.post(url or self.tasks[task_id]["callBackUrl"], json=payload, timeout=10)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
