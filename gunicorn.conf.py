@@ -15,7 +15,7 @@ accesslog = "-" if os.environ.get("RELAY_ACCESS_LOG", "1") != "0" else None
 # %(U)s is the path without its query string: the callback token travels as ?token=… and must
 # never reach a log line.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
-forwarded_allow_ips = "*"
+# X-Forwarded-* headers are read by the app (werkzeug's ProxyFix, one hop: the platform's router).
 # gunicorn's control socket lives in $HOME and would clash between several web processes on one
 # machine; nothing here uses it.
 control_socket_disable = True

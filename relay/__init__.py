@@ -10,6 +10,7 @@ import redis
 import rq
 from flask import Flask
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from relay.config import Settings
 from relay.connection import connect
@@ -45,6 +46,9 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     queue = delivery_queue(settings, connection)
 
     app = Flask(__name__)
+    # Behind the platform's router: trust its X-Forwarded-For / -Proto / -Host, one hop only, so
+    # logged client addresses and generated URLs are right and a client cannot spoof them.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["relay"] = Relay(

@@ -70,12 +70,13 @@ class Settings:
     poll_deadline: float = 30 * 60.0
     poll_rate: tuple[int, float] = (20, 10.0)
 
-    def callback_url(self) -> str | None:
-        """This relay's own callback URL (token included), or None without RELAY_PUBLIC_URL."""
-        if not self.public_url:
+    def callback_url(self, fallback_base: str | None = None) -> str | None:
+        """This relay's own callback URL (token included): RELAY_PUBLIC_URL, else ``fallback_base``."""
+        base = (self.public_url or fallback_base or "").rstrip("/")
+        if not base:
             return None
         query = f"?{urlencode({'token': self.callback_token})}" if self.callback_token else ""
-        return f"{self.public_url}/callbacks/suno/lyrics{query}"
+        return f"{base}/callbacks/suno/lyrics{query}"
 
     @property
     def target_names(self) -> tuple[str, ...]:

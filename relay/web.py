@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
+from rq import Worker
 
 from relay.admin import task_status
 from relay.suno import PayloadError, normalise, parse_json
@@ -62,7 +63,8 @@ def suno_lyrics_callback() -> Response:
         return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
     status = "received" if fresh else "duplicate"
     elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-    log.info(status, extra={"task_id": event.task_id, "event_id": event.id, "type": event.type, "ms": elapsed_ms})
+    extra = {"task_id": event.task_id, "event_id": event.id, "type": event.type, "ms": elapsed_ms}
+    log.info(status, extra={**extra, "client": request.remote_addr})
     return jsonify(status=status, task_id=event.task_id, event_id=event.id)
 
 
@@ -99,12 +101,12 @@ def submit_task() -> Response:
         return error(400, 'body must be {"prompt": "<text, at most 200 words>"}')
     relay = current_app.extensions["relay"]
     try:
-        task_id = submit(relay.settings, relay.suno, relay.watchlist, prompt)
+        task_id = submit(relay.settings, relay.suno, relay.watchlist, prompt, public_url=request.host_url)
     except SubmitError as exc:
         return error(502 if exc.upstream else 400, str(exc))
     except redis.RedisError:
         return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
-    log.info("submitted", extra={"task_id": task_id})
+    log.info("submitted", extra={"task_id": task_id, "client": request.remote_addr})
     response = jsonify(status="submitted", task_id=task_id, mode=relay.settings.mode)
     response.status_code = 202
     return response
@@ -131,10 +133,18 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
+    """200 when Redis answers. Also says (without failing: the web process itself is fine) when no
+    worker is registered, since callbacks are then acknowledged but not delivered. A worker that
+    died without a word stays registered until its registration expires (about 7 minutes)."""
+    relay = current_app.extensions["relay"]
     try:
-        current_app.extensions["relay"].redis.ping()
+        relay.redis.ping()
+        workers = Worker.count(connection=relay.redis, queue=relay.queue)
     except redis.RedisError as exc:
         response = jsonify(status="unavailable", redis=type(exc).__name__)
         response.status_code = 503
         return response
-    return jsonify(status="ok", redis="ok")
+    body = {"status": "ok", "redis": "ok", "workers": workers}
+    if not workers:
+        body["warning"] = "no worker is running: callbacks are acknowledged but not delivered"
+    return jsonify(body)

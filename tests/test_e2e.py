@@ -59,7 +59,8 @@ def test_procfile_runs_the_relay(stack, sample) -> None:
     assert discord.wait_for(1)[0].json()["embeds"][0]["title"] == "Starry Night Dreams"
     assert webhook.wait_for(1)[0].json()["task_id"] == sample["data"]["task_id"]
     assert callback(processes, sample).json()["status"] == "duplicate"
-    assert requests.get(f"{processes.base_url}/readyz", timeout=5).json()["status"] == "ok"
+    ready = requests.get(f"{processes.base_url}/readyz", timeout=5).json()
+    assert ready["status"] == "ok" and ready["workers"] == 1 and "warning" not in ready
 
 
 def test_concurrent_identical_callbacks_give_one_received(stack, sample) -> None:

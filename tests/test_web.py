@@ -151,8 +151,20 @@ def test_redis_down_is_503_with_retry_after(make_settings, sample) -> None:
     assert app.test_client().get("/healthz").status_code == 200
 
 
-def test_readyz_ok_when_redis_answers(client) -> None:
-    assert client.get("/readyz").get_json() == {"status": "ok", "redis": "ok"}
+def test_readyz_ok_when_redis_answers_and_warns_without_worker(client) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok" and body["redis"] == "ok" and body["workers"] == 0
+    assert "no worker is running" in body["warning"]
+
+
+def test_behind_one_proxy_hop(make_settings, redis_conn, sample, capsys) -> None:
+    client = create_app(make_settings()).test_client()
+    headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.9", "X-Forwarded-Proto": "https"}
+    assert post(client, sample, headers=headers).status_code == 200
+    [received] = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"received"' in line]
+    assert received["client"] == "203.0.113.9"  # the router's hop, not what the client claimed
 
 
 def test_failed_transaction_leaves_nothing_and_a_retry_succeeds(make_settings, sample) -> None:
