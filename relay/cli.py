@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
@@ -174,6 +175,68 @@ def watch(task_id: str) -> None:
     runtime = jobs.configure(settings, connect(settings))
     runtime.watchlist.add(task_id, 0, settings.poll_deadline)
     click.echo(f"watching task {task_id} (every {settings.poll_interval:g}s, for up to {settings.poll_deadline:g}s)")
+
+
+@cli.command()
+@click.option("--send-test", is_flag=True, help="Send a clearly labelled test message to every target.")
+def check(send_test: bool) -> None:
+    """Check the configuration and Redis; with --send-test, every target too.
+
+    The first thing to run after setting a webhook URL. Exits 1 if anything failed.
+    """
+    from urllib.parse import urlsplit
+
+    import redis
+    from rq import Worker
+
+    from relay.queue import delivery_queue
+
+    settings = load_settings()
+    click.echo("configuration: ok")
+    failed = False
+    for spec in settings.targets:
+        where = urlsplit(spec.url).hostname or "stdout"  # the host only: the rest of the URL is a secret
+        only = spec.only or "all events"
+        click.echo(f"  target {spec.name:<14} {spec.kind:<8} {where}  ({only}, {spec.rate[0]}/{spec.rate[1]:g}s)")
+    if not settings.callback_token:
+        click.echo("  warning: RELAY_CALLBACK_TOKEN is not set (the web process needs it)")
+    try:
+        connection = connect(settings)
+        connection.ping()
+        workers = Worker.count(connection=connection, queue=delivery_queue(settings, connection))
+        click.echo(f"redis: ok ({workers} worker(s) registered)")
+        if not workers:
+            click.echo("  warning: no worker is running: callbacks would be acknowledged but not delivered")
+    except redis.RedisError as exc:
+        click.echo(f"redis: FAILED ({type(exc).__name__}: cannot reach REDIS_URL)")
+        failed = True
+    if send_test:
+        failed = _send_test_messages(settings) or failed
+    if failed:
+        sys.exit(1)
+
+
+def _send_test_messages(settings: Settings) -> bool:
+    from relay.suno import Event, Lyric, event_id, now_rfc3339
+    from relay.targets import build_targets
+
+    task_id = f"relay-check-{int(time.time())}"
+    text = "[Test]\nThis is a test message from suno-relay's check command.\nIf you can read this, this target works."
+    lyric = Lyric(title="suno-relay test message", text=text, status="complete", error="")
+    event = Event(event_id(task_id, "test"), task_id, "test", 200, "test message", now_rfc3339(), (lyric,))
+    failed = False
+    for name, target in build_targets(settings).items():
+        outcome = None
+        for message in target.render(event):
+            outcome = target.send(message, event)
+            if not outcome.ok:
+                break
+        if outcome and outcome.ok:
+            click.echo(f"test message to {name}: ok ({outcome.reason})")
+        else:
+            failed = True
+            click.echo(f"test message to {name}: FAILED ({outcome.reason if outcome else 'nothing to send'})")
+    return failed
 
 
 def main() -> None:

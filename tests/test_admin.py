@@ -116,3 +116,29 @@ def test_tasks_endpoint_needs_the_token_header(relay_env, sample) -> None:
     assert targets["discord"]["state"] == "delivered" and targets["slack"]["state"] == "retrying"
     assert targets["slack"]["attempt"] == 1 and targets["slack"]["next_at"]
     assert client.get("/tasks/unknown", headers={"X-Relay-Token": TOKEN}).status_code == 404
+
+
+def test_check_validates_pings_and_sends_test_messages(relay_env, receivers) -> None:
+    _, env, slack, discord = relay_env
+    quiet = cli(env, "check")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "configuration: ok" in quiet.stdout and "redis: ok (0 worker(s) registered)" in quiet.stdout
+    assert "target slack" in quiet.stdout and "127.0.0.1" in quiet.stdout and "/hook" not in quiet.stdout
+    assert slack.attempts == []  # nothing sent without --send-test
+
+    gone = receivers(default=Reply(404, "no_service"))
+    result = cli({**env, "RELAY_WEBHOOK_URL": gone.url + "/SECRETPATH"}, "check", "--send-test")
+    assert result.returncode == 1
+    assert "test message to slack: ok (HTTP 200)" in result.stdout
+    assert "test message to discord: ok (HTTP 204)" in result.stdout
+    assert "test message to webhook: FAILED (HTTP 404: no_service)" in result.stdout
+    assert "suno-relay test message" in slack.received[0].json()["blocks"][0]["text"]["text"]
+    assert "SECRETPATH" not in result.stdout + result.stderr
+
+
+def test_check_reports_bad_configuration_and_unreachable_redis(relay_env) -> None:
+    _, env, _, _ = relay_env
+    bad = cli({**env, "DISCORD_WEBHOOK_URL": "nope"}, "check")
+    assert bad.returncode == 1 and "DISCORD_WEBHOOK_URL entry 1 is not an http(s) URL" in bad.stderr
+    down = cli({**env, "REDIS_URL": "redis://127.0.0.1:9/0"}, "check")
+    assert down.returncode == 1 and "redis: FAILED" in down.stdout
