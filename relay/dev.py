@@ -12,6 +12,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,28 +48,44 @@ def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> 
 
 
 class RedisServer:
-    """A redis-server process on 127.0.0.1. With ``data_dir`` it keeps an append-only file there."""
+    """A redis-server process on 127.0.0.1. With ``data_dir`` it keeps an append-only file there;
+    with ``tls`` (certificate, key, CA files) it listens for TLS only."""
 
-    def __init__(self, data_dir: str | Path | None = None, port: int | None = None, *extra: str) -> None:
+    def __init__(
+        self, data_dir: str | Path | None = None, port: int | None = None, tls: tuple[str, str, str] | None = None
+    ) -> None:
         self.port = port or free_port()
         self.data_dir = Path(data_dir) if data_dir else None
-        self.extra = list(extra)
+        self.tls = tls
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args = [redis_server_binary(), "--bind", "127.0.0.1", "--save", ""]
+        if self.tls:
+            cert, key, ca = self.tls
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key]
+            args += ["--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
+        else:
+            args += ["--port", str(self.port)]
         args += ["--maxmemory-policy", "noeviction"]
         if self.data_dir:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             args += ["--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--appendonly", "no"]
-        self.process = subprocess.Popen([*args, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - a file, not a pipe: read only if start fails
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.process.kill()
+            self.process.wait()
+            log.seek(0)
+            raise RuntimeError(f"redis-server did not start: {log.read()[-500:].decode(errors='replace')}") from None
         return self
 
     def stop(self) -> None:

@@ -119,7 +119,7 @@ def test_tasks_endpoint_needs_the_token_header(relay_env, sample) -> None:
 
 
 def test_check_validates_pings_and_sends_test_messages(relay_env, receivers) -> None:
-    _, env, slack, discord = relay_env
+    _, env, slack, _ = relay_env
     quiet = cli(env, "check")
     assert quiet.returncode == 0, quiet.stderr
     assert "configuration: ok" in quiet.stdout and "redis: ok (0 worker(s) registered)" in quiet.stdout

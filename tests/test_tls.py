@@ -1,0 +1,66 @@
+"""rediss:// with a self-signed certificate: web, worker and CLI honour REDIS_TLS_VERIFY alike."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import trustme
+
+from relay import create_app
+from relay.config import Settings
+from relay.connection import connect
+from relay.dev import RedisServer
+from tests.conftest import TOKEN
+from tests.support import Procfile
+from tests.test_admin import cli
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()  # a throw-away CA: the server's certificate is "self-signed" to any client
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key, ca_file = folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    try:
+        server = RedisServer(tls=(str(cert), str(key), str(ca_file))).start()
+    except RuntimeError as exc:
+        if "TLS" in str(exc) or "tls" in str(exc):
+            pytest.skip(f"this redis-server was built without TLS: {exc}")
+        raise
+    yield server
+    server.stop()
+
+
+def test_verification_refuses_a_self_signed_certificate_unless_disabled(tls_redis) -> None:
+    assert tls_redis.url.startswith("rediss://")
+    strict = Settings.from_env({"REDIS_URL": tls_redis.url})
+    with pytest.raises(redis.ConnectionError, match=r"(?i)certificate"):
+        connect(strict).ping()
+    relaxed = Settings.from_env({"REDIS_URL": tls_redis.url, "REDIS_TLS_VERIFY": "false"})
+    assert connect(relaxed).ping()
+
+
+def test_web_worker_and_cli_over_tls(tls_redis, receivers, tmp_path, sample) -> None:
+    slack = receivers()
+    env = {
+        "REDIS_URL": tls_redis.url,
+        "REDIS_TLS_VERIFY": "false",
+        "RELAY_CALLBACK_TOKEN": TOKEN,
+        "SLACK_WEBHOOK_URL": slack.url,
+    }
+    client = create_app(Settings.from_env(env)).test_client()
+    response = client.post(f"/callbacks/suno/lyrics?token={TOKEN}", json=sample)
+    assert response.status_code == 200 and response.get_json()["status"] == "received"
+    processes = Procfile(env, tmp_path)
+    try:
+        processes.start("worker")
+        slack.wait_for(1, timeout=30)
+        check = cli(env, "check")
+        assert check.returncode == 0 and "redis: ok (1 worker(s) registered)" in check.stdout
+    finally:
+        processes.stop()
+    strict = cli({**env, "REDIS_TLS_VERIFY": "true"}, "check")
+    assert strict.returncode == 1 and "redis: FAILED" in strict.stdout
