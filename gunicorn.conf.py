@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -19,6 +20,17 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 # gunicorn's control socket lives in $HOME and would clash between several web processes on one
 # machine; nothing here uses it.
 control_socket_disable = True
+
+
+# prometheus_client's multiprocess mode: every gunicorn worker writes its metrics to files here,
+# and /metrics adds them up. A fresh folder at each start, so no stale counts.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="suno-relay-metrics-"))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def on_starting(server):

@@ -16,6 +16,7 @@ from relay.config import Settings
 from relay.connection import connect
 from relay.ingest import Ingest
 from relay.logs import configure_logging
+from relay.metrics import CALLBACKS
 from relay.queue import delivery_queue
 from relay.store import Store
 from relay.suno_api import SunoClient
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         if exc.code == 413:
+            CALLBACKS.labels("too_large").inc()
             return error(413, f"body is larger than RELAY_MAX_BODY_BYTES ({settings.max_body_bytes} bytes)")
         return error(exc.code or 500, exc.description or exc.name)
 

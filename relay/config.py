@@ -69,6 +69,7 @@ class Settings:
     poll_grace: float = 30.0
     poll_deadline: float = 30 * 60.0
     poll_rate: tuple[int, float] = (20, 10.0)
+    metrics_token: str = field(default="", repr=False)
 
     def callback_url(self, fallback_base: str | None = None) -> str | None:
         """This relay's own callback URL (token included): RELAY_PUBLIC_URL, else ``fallback_base``."""
@@ -115,6 +116,7 @@ class Settings:
             poll_grace=reader.duration("RELAY_POLL_GRACE", cls.poll_grace, minimum=0),
             poll_deadline=reader.duration("RELAY_POLL_DEADLINE", cls.poll_deadline, minimum=1),
             poll_rate=_rate(reader.raw("RELAY_POLL_RATE") or "20/10s", "RELAY_POLL_RATE"),
+            metrics_token=env.get("RELAY_METRICS_TOKEN", "").strip(),
         )
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")

@@ -28,6 +28,7 @@ import rq
 from relay.config import Settings
 from relay.connection import connect
 from relay.ingest import Ingest
+from relay.metrics import record_delivery
 from relay.queue import delivery_queue, enqueue_delivery
 from relay.ratelimit import RateLimiter
 from relay.store import DEAD, DELIVERED, RETRYING, SENDING, DeliveryState, Store, lock_key
@@ -90,6 +91,10 @@ def backoff_delay(settings: Settings, attempt: int) -> float:
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _since(rfc3339: str) -> float:
+    return max(0.0, time.time() - datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
 
 
 def lock_seconds(settings: Settings) -> float:
@@ -171,6 +176,7 @@ def _settle(
         state.state, state.reason = DELIVERED, ""
         store.save_delivery(event.id, target.name, state)
         store.forget_dead(event.id, target.name)
+        record_delivery(rt.redis, target.name, "delivered", _since(event.received_at))
         log.info("delivered", extra={**context, "messages": state.parts_sent})
         return "delivered"
 
@@ -178,6 +184,7 @@ def _settle(
     if outcome.permanent or (attempt >= rt.settings.max_attempts and not outcome.paced):
         state.state = DEAD
         store.mark_dead(event.id, target.name, state, time.time())
+        record_delivery(rt.redis, target.name, "dead")
         if outcome.status == 400 or "invalid_payload" in outcome.reason:
             context["note"] = "the target rejected our payload: a relay bug, please report it with this line"
         log.error("dead", extra={**context, "reason": outcome.reason})
@@ -193,6 +200,7 @@ def _settle(
     state.state, state.next_at = RETRYING, _iso(time.time() + delay)
     store.save_delivery(event.id, target.name, state)
     enqueue_delivery(rt.queue, event.id, target.name, attempt=next_attempt, delay=delay)
+    record_delivery(rt.redis, target.name, "paced" if outcome.paced else "retrying")
     extra = {**context, "reason": outcome.reason, "next_attempt": next_attempt, "delay_s": round(delay, 2)}
     log.log(logging.INFO if outcome.paced else logging.WARNING, "retrying", extra=extra)
     return f"retrying in {delay:.1f}s: {outcome.reason}"

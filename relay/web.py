@@ -11,9 +11,11 @@ from collections.abc import Mapping
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from rq import Worker
 
 from relay.admin import task_status
+from relay.metrics import CALLBACKS, INGEST_SECONDS, scrape
 from relay.suno import PayloadError, normalise, parse_json
 from relay.watch import SubmitError, submit
 
@@ -43,26 +45,33 @@ def _authorised(header_only: bool = False) -> bool:
 def suno_lyrics_callback() -> Response:
     started = time.perf_counter()
     if not _authorised():
+        CALLBACKS.labels("unauthorized").inc()
         log.warning("rejected", extra={"reason": "missing or wrong token", "client": request.remote_addr})
         return error(401, "missing or wrong token: pass ?token=<RELAY_CALLBACK_TOKEN> or an X-Relay-Token header")
     try:
         event = normalise(parse_json(request.get_data(cache=False)))
     except PayloadError as exc:
+        CALLBACKS.labels("invalid").inc()
         log.warning("rejected", extra={"reason": str(exc), "client": request.remote_addr})
         return error(400, str(exc))
     relay = current_app.extensions["relay"]
     if relay.settings.suno_hmac_key:
         problem = signature_problem(relay.settings.suno_hmac_key, event.task_id, request.headers)
         if problem:
+            CALLBACKS.labels("bad_signature").inc()
             log.warning("rejected", extra={"reason": problem, "task_id": event.task_id})
             return error(401, problem)
     try:
         fresh = relay.ingest(event)
     except redis.RedisError as exc:
+        CALLBACKS.labels("unavailable").inc()
         log.error("redis unavailable", extra={"task_id": event.task_id, "reason": type(exc).__name__})
         return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
     status = "received" if fresh else "duplicate"
-    elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+    elapsed = time.perf_counter() - started
+    CALLBACKS.labels(status).inc()
+    INGEST_SECONDS.observe(elapsed)
+    elapsed_ms = round(elapsed * 1000, 2)
     extra = {"task_id": event.task_id, "event_id": event.id, "type": event.type, "ms": elapsed_ms}
     log.info(status, extra={**extra, "client": request.remote_addr})
     return jsonify(status=status, task_id=event.task_id, event_id=event.id)
@@ -124,6 +133,23 @@ def task(task_id: str) -> Response:
     if found is None:
         return error(404, f"no task {task_id} (unknown, or expired after RELAY_DEDUP_TTL)")
     return jsonify(found)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics; off (404) unless RELAY_METRICS_TOKEN is set, then that bearer token."""
+    relay = current_app.extensions["relay"]
+    token = relay.settings.metrics_token
+    if not token:
+        return error(404, "metrics are off: set RELAY_METRICS_TOKEN to turn them on")
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return error(401, "missing or wrong token: send Authorization: Bearer <RELAY_METRICS_TOKEN>")
+    try:
+        body = scrape(relay.redis, relay.queue)
+    except redis.RedisError:
+        return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.get("/healthz")

@@ -4,6 +4,7 @@ redis-server, and local Slack / Discord / webhook receivers."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from tests.conftest import TOKEN
 from tests.support import Procfile, Receiver, Reply
 
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+METRICS_TOKEN = "metrics-token-for-tests"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,7 @@ def stack(redis_url, tmp_path_factory):
         "RELAY_WEBHOOK_URL": webhook.url + "/WEBHOOKSECRET",
         "RELAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEB_CONCURRENCY": "2",
+        "RELAY_METRICS_TOKEN": METRICS_TOKEN,
     }
     processes = Procfile(env, tmp_path_factory.mktemp("logs"))
     processes.start("web")
@@ -94,13 +97,37 @@ def test_bad_input_never_500(stack) -> None:
 
 
 def test_logs_hold_no_secret(stack, sample) -> None:
-    processes = stack[0]
+    processes, slack = stack[0], stack[1]
     callback(processes, sample, token=TOKEN)
     callback(processes, sample, token="wrong-token-value")
+    requests.post(f"{processes.base_url}/callbacks/suno/lyrics", params={"token": TOKEN}, data=b"[", timeout=5)
+    slack.wait_for(1)
     logs = processes.logs()
-    assert "/callbacks/suno/lyrics" in logs and '"event": "delivered"' in logs
+    assert "/callbacks/suno/lyrics" in logs
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    seen = {entry["event"] for entry in events}
+    assert {"received", "duplicate", "rejected", "delivered"} <= seen
+    delivered = next(entry for entry in events if entry["event"] == "delivered")
+    assert delivered["task_id"] and delivered["target"] and delivered["attempt"] == 1
+    assert any(entry["event"] == "rejected" and "not valid JSON" in entry["reason"] for entry in events)
     for secret in (TOKEN, "wrong-token-value", "SLACKSECRET", "DISCORDSECRET", "WEBHOOKSECRET", WEBHOOK_SECRET):
         assert secret not in logs
+
+
+def test_metrics_add_up_every_gunicorn_worker(stack, sample) -> None:
+    processes = stack[0]
+
+    def received() -> float:
+        text = requests.get(
+            f"{processes.base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=5
+        ).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('relay_callbacks_total{outcome="received"}'))  # fmt: skip
+
+    before = received()
+    for n in range(12):  # spread over both gunicorn workers
+        callback(processes, {**sample, "data": {**sample["data"], "task_id": f"metrics-{n}"}})
+    assert all(received() - before == 12 for _ in range(4))  # whichever worker answers the scrape
 
 
 def test_web_refuses_to_start_without_a_token(redis_url) -> None:

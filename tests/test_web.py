@@ -14,6 +14,7 @@ from relay.dev import RedisServer, free_port
 from relay.store import deliveries_key, event_key, task_key
 from relay.suno import event_id
 from tests.conftest import TOKEN
+from tests.support import Reply
 
 PATH = "/callbacks/suno/lyrics"
 SLACK = "http://127.0.0.1:9/services/T000/B000/SLACKSECRETxyz"
@@ -196,3 +197,60 @@ def test_no_secret_reaches_redis(client, redis_conn, sample) -> None:
     assert dump  # something was written
     for secret in (TOKEN, "SLACKSECRETxyz", "DISCORDSECRETxyz", "127.0.0.1:9"):
         assert secret.encode() not in dump
+
+
+def metric(text: str, line_prefix: str) -> float:
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix)]
+    return sum(values)
+
+
+def test_metrics_are_off_by_default_then_need_their_token(client, make_settings) -> None:
+    assert client.get("/metrics").status_code == 404
+    guarded = create_app(make_settings(RELAY_METRICS_TOKEN="metrics-secret")).test_client()
+    assert guarded.get("/metrics").status_code == 401
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    response = guarded.get("/metrics", headers={"Authorization": "Bearer metrics-secret"})
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+
+
+def test_metrics_content(make_settings, redis_conn, receivers, sample) -> None:
+    from rq import SimpleWorker
+
+    from relay import jobs
+
+    slack, gone = receivers(), receivers(default=Reply(404, "no_service"))
+    settings = make_settings(
+        RELAY_METRICS_TOKEN="metrics-secret", SLACK_WEBHOOK_URL=f"{slack.url}#rate=100/1s", DISCORD_WEBHOOK_URL=gone.url
+    )
+    client = create_app(settings).test_client()
+    scrape = lambda: client.get("/metrics", headers={"Authorization": "Bearer metrics-secret"}).text  # noqa: E731
+    before = scrape()
+    post(client, sample)
+    post(client, sample)
+    post(client, sample, token="wrong-token-0123456789")
+    post(client, b"[]")
+    queued = scrape()
+    assert (
+        metric(queued, 'relay_callbacks_total{outcome="received"}')
+        - metric(before, 'relay_callbacks_total{outcome="received"}')
+        == 1
+    )
+    assert (
+        metric(queued, 'relay_callbacks_total{outcome="duplicate"}')
+        - metric(before, 'relay_callbacks_total{outcome="duplicate"}')
+        == 1
+    )
+    assert metric(queued, 'relay_callbacks_total{outcome="unauthorized"}') >= 1
+    assert metric(queued, 'relay_callbacks_total{outcome="invalid"}') >= 1
+    assert metric(queued, "relay_ingest_seconds_count") - metric(before, "relay_ingest_seconds_count") == 2
+    assert metric(queued, 'relay_queue_jobs{state="queued"}') == 2
+    assert metric(queued, "relay_workers") == 0
+
+    runtime = jobs.configure(settings, redis_conn)
+    SimpleWorker([runtime.queue], connection=redis_conn).work(burst=True)
+    done = scrape()
+    assert metric(done, 'relay_deliveries_total{outcome="delivered",target="slack"}') == 1
+    assert metric(done, 'relay_deliveries_total{outcome="dead",target="discord"}') == 1
+    assert metric(done, 'relay_delivery_seconds_count{target="slack"}') == 1
+    assert metric(done, 'relay_delivery_seconds_bucket{le="+Inf",target="slack"}') == 1
+    assert metric(done, "relay_dead_letters") == 1 and metric(done, 'relay_queue_jobs{state="queued"}') == 0

@@ -1,0 +1,98 @@
+"""Prometheus metrics, served by ``GET /metrics`` (off unless ``RELAY_METRICS_TOKEN`` is set).
+
+Two sources, because web and worker run in different processes, often on different machines:
+
+- the web process's own (callbacks by outcome, ingest latency) live in process memory; under
+  gunicorn, prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set up by
+  gunicorn.conf.py) adds up every gunicorn worker;
+- the workers' (deliveries by target and outcome, delivery latency from callback to target) are
+  counted in Redis, and read with the queue depth, dead letters and workers at scrape time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+import redis
+import rq
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from relay.store import DEAD_LETTERS
+
+# Not registered globally: scrape() puts them in each scrape's registry (or the files do).
+CALLBACKS = Counter("relay_callbacks", "Callbacks received, by outcome.", ["outcome"], registry=None)
+INGEST_SECONDS = Histogram(
+    "relay_ingest_seconds",
+    "Time to check, parse, store and enqueue one callback.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=None,
+)
+
+DELIVERIES = "relay:metrics:deliveries"  # hash "<target>|<outcome>" → count
+LATENCY = "relay:metrics:latency"  # hash "<target>|<bucket le>" → count; "<target>|sum" → milliseconds
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, math.inf)
+
+
+def record_delivery(connection: redis.Redis, target: str, outcome: str, seconds: float | None = None) -> None:
+    """Count one delivery outcome (delivered, retrying, dead), with its end-to-end latency."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hincrby(DELIVERIES, f"{target}|{outcome}", 1)
+        if seconds is not None:
+            bucket = next(le for le in LATENCY_BUCKETS if seconds <= le)
+            pipe.hincrby(LATENCY, f"{target}|{bucket}", 1)
+            pipe.hincrby(LATENCY, f"{target}|sum", round(seconds * 1000))
+        pipe.execute()
+
+
+class RedisCollector(Collector):
+    def __init__(self, connection: redis.Redis, queue: rq.Queue) -> None:
+        self.redis = connection
+        self.queue = queue
+
+    def collect(self) -> Iterator:
+        deliveries = CounterMetricFamily(
+            "relay_deliveries", "Delivery attempts by target and outcome.", labels=["target", "outcome"]
+        )
+        for key, count in sorted(self.redis.hgetall(DELIVERIES).items()):
+            target, _, outcome = key.decode().rpartition("|")
+            deliveries.add_metric([target, outcome], int(count))
+        yield deliveries
+
+        latency = HistogramMetricFamily(
+            "relay_delivery_seconds", "Time from a callback's arrival to its delivery, by target.", labels=["target"]
+        )
+        raw = {key.decode(): int(value) for key, value in self.redis.hgetall(LATENCY).items()}
+        for target in sorted({key.rpartition("|")[0] for key in raw}):
+            cumulative, buckets = 0, []
+            for le in LATENCY_BUCKETS:
+                cumulative += raw.get(f"{target}|{le}", 0)
+                buckets.append(("+Inf" if le == math.inf else str(le), cumulative))
+            latency.add_metric([target], buckets, raw.get(f"{target}|sum", 0) / 1000)
+        yield latency
+
+        depth = GaugeMetricFamily("relay_queue_jobs", "Jobs waiting in the queue, by state.", labels=["state"])
+        depth.add_metric(["queued"], self.queue.count)
+        depth.add_metric(["scheduled"], self.queue.scheduled_job_registry.count)
+        yield depth
+        yield GaugeMetricFamily(
+            "relay_dead_letters", "Deliveries that failed for good.", self.redis.zcard(DEAD_LETTERS)
+        )
+        yield GaugeMetricFamily(
+            "relay_workers", "Registered RQ workers.", rq.Worker.count(connection=self.redis, queue=self.queue)
+        )
+
+
+def scrape(connection: redis.Redis, queue: rq.Queue) -> bytes:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        registry.register(CALLBACKS)
+        registry.register(INGEST_SECONDS)
+    registry.register(RedisCollector(connection, queue))
+    return generate_latest(registry)
