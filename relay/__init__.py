@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from relay.config import Settings
 from relay.connection import connect
+from relay.dashboard import mount_dashboard
 from relay.ingest import Ingest
 from relay.logs import configure_logging
 from relay.metrics import CALLBACKS
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     from relay.web import bp, error
 
     app.register_blueprint(bp)
+    mount_dashboard(app, settings, connection)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:

@@ -70,6 +70,8 @@ class Settings:
     poll_deadline: float = 30 * 60.0
     poll_rate: tuple[int, float] = (20, 10.0)
     metrics_token: str = field(default="", repr=False)
+    dashboard_user: str = ""
+    dashboard_password: str = field(default="", repr=False)
 
     def callback_url(self, fallback_base: str | None = None) -> str | None:
         """This relay's own callback URL (token included): RELAY_PUBLIC_URL, else ``fallback_base``."""
@@ -117,6 +119,8 @@ class Settings:
             poll_deadline=reader.duration("RELAY_POLL_DEADLINE", cls.poll_deadline, minimum=1),
             poll_rate=_rate(reader.raw("RELAY_POLL_RATE") or "20/10s", "RELAY_POLL_RATE"),
             metrics_token=env.get("RELAY_METRICS_TOKEN", "").strip(),
+            dashboard_user=env.get("RELAY_DASHBOARD_USER", "").strip(),
+            dashboard_password=env.get("RELAY_DASHBOARD_PASSWORD", "").strip(),
         )
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")

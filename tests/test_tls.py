@@ -64,3 +64,14 @@ def test_web_worker_and_cli_over_tls(tls_redis, receivers, tmp_path, sample) -> 
         processes.stop()
     strict = cli({**env, "REDIS_TLS_VERIFY": "true"}, "check")
     assert strict.returncode == 1 and "redis: FAILED" in strict.stdout
+
+
+def test_dashboard_over_tls(tls_redis) -> None:
+    import base64
+
+    env = {"REDIS_URL": tls_redis.url, "REDIS_TLS_VERIFY": "false", "RELAY_CALLBACK_TOKEN": TOKEN}
+    env.update(RELAY_DASHBOARD_USER="ops", RELAY_DASHBOARD_PASSWORD="dash-secret")
+    client = create_app(Settings.from_env(env)).test_client()
+    auth = {"Authorization": "Basic " + base64.b64encode(b"ops:dash-secret").decode()}
+    response = client.get("/rq/0/data/queues.json", headers=auth)
+    assert response.status_code == 200 and "queues" in response.get_json()

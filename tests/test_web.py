@@ -254,3 +254,24 @@ def test_metrics_content(make_settings, redis_conn, receivers, sample) -> None:
     assert metric(done, 'relay_delivery_seconds_count{target="slack"}') == 1
     assert metric(done, 'relay_delivery_seconds_bucket{le="+Inf",target="slack"}') == 1
     assert metric(done, "relay_dead_letters") == 1 and metric(done, 'relay_queue_jobs{state="queued"}') == 0
+
+
+def test_dashboard_is_off_unless_configured(client) -> None:
+    assert client.get("/rq/").status_code == 404
+
+
+def test_dashboard_behind_basic_auth(make_settings, redis_conn, sample) -> None:
+    import base64
+
+    settings = make_settings(RELAY_DASHBOARD_USER="ops", RELAY_DASHBOARD_PASSWORD="dash-secret")
+    client = create_app(settings).test_client()
+    post(client, sample)
+    assert client.get("/rq/").status_code == 401
+    assert client.get("/rq/").headers["WWW-Authenticate"].startswith("Basic")
+    wrong = base64.b64encode(b"ops:nope").decode()
+    assert client.get("/rq/0/data/queues.json", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
+    right = {"Authorization": "Basic " + base64.b64encode(b"ops:dash-secret").decode()}
+    assert client.get("/rq/", headers=right).status_code == 200
+    queues = client.get("/rq/0/data/queues.json", headers=right).get_json()["queues"]
+    assert [(queue["name"], queue["count"]) for queue in queues] == [("relay", 1)]
+    assert client.post(PATH, json=sample, query_string={"token": TOKEN}).status_code == 200  # the rest is untouched
