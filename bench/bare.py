@@ -11,4 +11,6 @@ app = Flask(__name__)
 @app.post("/callbacks/suno/lyrics")
 def callback() -> Response:
     payload = json.loads(request.get_data())
-    return Response(json.dumps({"status": "received", "task_id": payload["data"]["task_id"]}), mimetype="application/json")
+    return Response(
+        json.dumps({"status": "received", "task_id": payload["data"]["task_id"]}), mimetype="application/json"
+    )

@@ -139,7 +139,12 @@ def wrk(port: int, distinct: bool, run: str) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     percentiles = {p: _ms(v) for p, v in re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {"rps": rps, "p50": percentiles["50"], "p99": percentiles["99"], "errors": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": rps,
+        "p50": percentiles["50"],
+        "p99": percentiles["99"],
+        "errors": int(errors.group(1)) if errors else 0,
+    }
 
 
 def _ms(text: str) -> float:
@@ -222,14 +227,12 @@ def main() -> int:
         web, port = processes.web()
         relay_distinct = wrk(port, True, "relay")
         relay_dup = wrk(port, False, "relay")
-        rows.append(("1 ingest, distinct tasks: callbacks/s", f"{relay_distinct['rps']:.0f}", f"{bare_distinct['rps']:.0f}",
-                     f"{relay_distinct['rps'] / bare_distinct['rps']:.2f}", "≥ 0.6"))  # fmt: skip
-        rows.append(("1 ingest p50 (ms)", f"{relay_distinct['p50']:.2f}", f"{bare_distinct['p50']:.2f}",
-                     f"{relay_distinct['p50'] / bare_distinct['p50']:.2f}", ""))  # fmt: skip
-        rows.append(("1 ingest p99 (ms)", f"{relay_distinct['p99']:.2f}", f"{bare_distinct['p99']:.2f}",
-                     f"{relay_distinct['p99'] / bare_distinct['p99']:.2f}", "≤ 2"))  # fmt: skip
-        rows.append(("2 duplicate storm: callbacks/s", f"{relay_dup['rps']:.0f}", f"{bare_dup['rps']:.0f}",
-                     f"{relay_dup['rps'] / bare_dup['rps']:.2f}", "≥ 0.8"))  # fmt: skip
+        rows.append(
+            compare("1 ingest, distinct tasks: callbacks/s", relay_distinct["rps"], bare_distinct["rps"], "≥ 0.6")
+        )
+        rows.append(compare("1 ingest p50 (ms)", relay_distinct["p50"], bare_distinct["p50"], ""))
+        rows.append(compare("1 ingest p99 (ms)", relay_distinct["p99"], bare_distinct["p99"], "≤ 2"))
+        rows.append(compare("2 duplicate storm: callbacks/s", relay_dup["rps"], bare_dup["rps"], "≥ 0.8"))
         errors = relay_distinct["errors"] + relay_dup["errors"]
         connection.flushdb()
 
@@ -297,14 +300,20 @@ def main() -> int:
     return 0
 
 
+def compare(name: str, relay_value: float, baseline: float, target: str) -> tuple[str, str, str, str, str]:
+    digits = 0 if relay_value >= 100 else 2
+    return name, f"{relay_value:.{digits}f}", f"{baseline:.{digits}f}", f"{relay_value / baseline:.2f}", target
+
+
 def render(rows: list[tuple[str, ...]], errors: int, elapsed: float) -> str:
+    wrk_version = subprocess.run([find_wrk(), "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    versions = " · ".join(f"{name} {version(name)}" for name in ("flask", "gunicorn", "rq", "redis"))
     lines = [
         "# suno-relay benchmark",
         "",
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
-        f" · flask {version('flask')} · gunicorn {version('gunicorn')} · rq {version('rq')} · redis-py {version('redis')}"
-        f" · {subprocess.run([find_wrk(), '--version'], capture_output=True, text=True).stdout.split(chr(10))[0].strip()}"
-        f" · {WORKERS} RQ workers · wrk -t2 -c16 -d{DURATION}",
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {os.cpu_count()} CPUs · "
+        f"Python {platform.python_version()} · {versions} · {wrk_version.strip()}",
+        f"gunicorn default config · {WORKERS} RQ workers · wrk -t2 -c16 -d{DURATION}",
         "",
         "| figure | relay | baseline | ratio | target |",
         "|---|---|---|---|---|",

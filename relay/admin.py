@@ -113,7 +113,7 @@ def replay(
         store.forget_dead(event_id, name)
         fresh = DeliveryState(state=QUEUED, attempt=0, parts_sent=0 if force else state.parts_sent)
         store.save_delivery(event_id, name, fresh)
-        enqueue_delivery(queue, event_id, name, force=force)
+        enqueue_delivery(queue, event_id, [name], force=force)
         queued.append(name)
     for key in (event_key(event_id), deliveries_key(event_id)):
         store.redis.expire(key, store.ttl)

@@ -39,9 +39,13 @@ def worker(burst: bool) -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     connection = connect(settings)
-    runtime = jobs.configure(settings, connection)
+    runtime = jobs.configure(settings, connection, threads=settings.worker_threads)
     Sweeper(runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval).start()
-    build_worker(settings, connection).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    try:
+        build_worker(settings, connection).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    finally:
+        if runtime.pool:
+            runtime.pool.shutdown()  # warm: deliveries under way finish before the process exits
 
 
 def _store_and_queue(settings: Settings):

@@ -71,6 +71,7 @@ class Settings:
     poll_rate: tuple[int, float] = (20, 10.0)
     metrics_token: str = field(default="", repr=False)
     dashboard_user: str = ""
+    worker_threads: int = 16
     dashboard_password: str = field(default="", repr=False)
 
     def callback_url(self, fallback_base: str | None = None) -> str | None:
@@ -120,6 +121,7 @@ class Settings:
             poll_rate=_rate(reader.raw("RELAY_POLL_RATE") or "20/10s", "RELAY_POLL_RATE"),
             metrics_token=env.get("RELAY_METRICS_TOKEN", "").strip(),
             dashboard_user=env.get("RELAY_DASHBOARD_USER", "").strip(),
+            worker_threads=int(reader.number("RELAY_WORKER_THREADS", cls.worker_threads, minimum=1)),
             dashboard_password=env.get("RELAY_DASHBOARD_PASSWORD", "").strip(),
         )
         if settings.http_timeout * 3 > settings.job_timeout:

@@ -15,7 +15,7 @@ from relay.watch import WATCHLIST, watch_key
 class Ingest:
     """``ingest(event)`` → True the first time an event is seen, False for a repeat.
 
-    The event key is the dedup record. The event, its delivery states and one job per target are
+    The event key is the dedup record. The event, its delivery states and its delivery job are
     written in one MULTI/EXEC guarded by WATCH on that key, so a crash or a Redis error leaves
     either all of them or none (then the caller answers 503 and Suno retries), and of concurrent
     identical callbacks exactly one wins. A repeat costs one round trip (EXISTS).
@@ -44,8 +44,8 @@ class Ingest:
                 if targets:
                     pipe.hset(deliveries_key(event.id), mapping={name: DeliveryState().to_json() for name in targets})
                     pipe.expire(deliveries_key(event.id), ttl)
-                for name in targets:
-                    enqueue_delivery(self.queue, event.id, name, pipeline=pipe)
+                if targets:
+                    enqueue_delivery(self.queue, event.id, targets, pipeline=pipe)
                 # A result, by callback or by poll, ends the task's watch.
                 pipe.zrem(WATCHLIST, event.task_id)
                 pipe.delete(watch_key(event.task_id))

@@ -18,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,13 +57,15 @@ class Runtime:
     ingest: Ingest
     watchlist: Watchlist
     suno: SunoClient
+    pool: DeliveryPool | None = None
 
 
 _runtime: Runtime | None = None
 
 
-def configure(settings: Settings, connection: redis.Redis | None = None) -> Runtime:
-    """Give the job functions their settings, Redis connection and targets."""
+def configure(settings: Settings, connection: redis.Redis | None = None, threads: int = 0) -> Runtime:
+    """Give the job functions their settings, Redis connection and targets; with ``threads``, a
+    pool of delivery threads (the worker's), else deliveries run inline in the job."""
     global _runtime
     connection = connection or connect(settings)
     queue = delivery_queue(settings, connection)
@@ -74,8 +79,51 @@ def configure(settings: Settings, connection: redis.Redis | None = None) -> Runt
         ingest=Ingest(settings, connection, queue),
         watchlist=Watchlist(connection, queue, settings.dedup_ttl),
         suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
+        pool=DeliveryPool(threads) if threads else None,
     )
     return _runtime
+
+
+class DeliveryPool:
+    """The worker's delivery threads. Posting is waiting on the network, so one worker process
+    keeps many deliveries under way, and a slow target holds one thread, not the worker."""
+
+    def __init__(self, size: int) -> None:
+        self.slots = threading.BoundedSemaphore(size)
+        self.executor = ThreadPoolExecutor(size, thread_name_prefix="delivery")
+
+    def submit(self, function: Callable[..., object], *args: object) -> None:
+        self.slots.acquire()  # back-pressure: the dispatching job waits for a free thread
+        future = self.executor.submit(function, *args)
+        future.add_done_callback(lambda _: self.slots.release())
+
+    def shutdown(self) -> None:
+        """Let every delivery under way finish (each is bounded by the HTTP timeouts)."""
+        self.executor.shutdown(wait=True)
+
+
+def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = False) -> str:
+    """RQ entry point: deliver an event to ``targets``, each on its own.
+
+    In the worker, each target goes to a delivery thread and the job returns at once. Each is
+    first marked in flight, so that if this process dies before a thread has taken it, the
+    sweeper hands it on (see relay.sweeper).
+    """
+    rt = runtime()
+    if rt.pool is None:
+        return "; ".join(f"{target}: {deliver(event_id, target, attempt, force)}" for target in targets)
+    for target in targets:
+        rt.store.enter_inflight(event_id, target, time.time() + lock_seconds(rt.settings))
+        rt.pool.submit(_deliver_in_thread, event_id, target, attempt, force)
+    return f"handed to delivery threads: {', '.join(targets)}"
+
+
+def _deliver_in_thread(event_id: str, target: str, attempt: int, force: bool) -> None:
+    try:
+        deliver(event_id, target, attempt, force)
+    except Exception:
+        # The in-flight mark stays: the sweeper queues this delivery again once it expires.
+        log.exception("delivery failed unexpectedly", extra={"event_id": event_id, "target": target})
 
 
 def runtime() -> Runtime:
@@ -126,7 +174,7 @@ def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = Fal
     if not lock.acquire():
         # Another job is posting this delivery right now; look again once its lock must be gone.
         remaining = max(rt.redis.pttl(key), 0) / 1000
-        enqueue_delivery(rt.queue, event_id, target_name, attempt=attempt, force=force, delay=remaining + 1)
+        enqueue_delivery(rt.queue, event_id, [target_name], attempt=attempt, force=force, delay=remaining + 1)
         return "busy"
     try:
         # Read the state only under the lock: a job that held it before us may have delivered.
@@ -199,7 +247,7 @@ def _settle(
     next_attempt = attempt if outcome.paced else attempt + 1
     state.state, state.next_at = RETRYING, _iso(time.time() + delay)
     store.save_delivery(event.id, target.name, state)
-    enqueue_delivery(rt.queue, event.id, target.name, attempt=next_attempt, delay=delay)
+    enqueue_delivery(rt.queue, event.id, [target.name], attempt=next_attempt, delay=delay)
     record_delivery(rt.redis, target.name, "paced" if outcome.paced else "retrying")
     extra = {**context, "reason": outcome.reason, "next_attempt": next_attempt, "delay_s": round(delay, 2)}
     log.log(logging.INFO if outcome.paced else logging.WARNING, "retrying", extra=extra)

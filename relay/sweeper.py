@@ -31,7 +31,7 @@ def sweep(store: Store, queue: rq.Queue, now: float | None = None) -> int:
     for event_id, target in store.abandoned(time.time() if now is None else now):
         if store.claim_abandoned(event_id, target):
             attempt = max(store.delivery(event_id, target).attempt, 1)
-            enqueue_delivery(queue, event_id, target, attempt=attempt)
+            enqueue_delivery(queue, event_id, [target], attempt=attempt)
             log.warning("abandoned delivery queued again", extra={"event_id": event_id, "target": target})
             handed_on += 1
     return handed_on

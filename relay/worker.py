@@ -1,31 +1,31 @@
 """The RQ worker the Procfile runs, tuned for a relay on a Heroku-like platform.
 
-- SIGTERM (a deploy, a restart: the platform sends it to every process of the dyno, then SIGKILL
-  30 s later) is a warm shutdown: the work horse ignores SIGTERM and the current delivery gets
-  :data:`SHUTDOWN_GRACE` seconds to finish (more than one message's worst case) before RQ's
-  ``HerokuWorker`` interrupts it; an interrupted delivery is re-queued (RQ retry) and resumes
-  after the last message the target accepted.
-- A worker killed without warning (SIGKILL, a crashed dyno) leaves its job "started". RQ sees the
-  job's heartbeat expire (``job_monitoring_interval`` + 60 s) and, at the next maintenance run
-  (every :data:`MAINTENANCE_INTERVAL` s, by any live worker), re-queues it at once: delivery
-  completes well within 2 minutes of a worker being available.
+- It runs jobs in its own process (RQ's ``SimpleWorker``, no fork per job) and posts in a pool of
+  delivery threads (``RELAY_WORKER_THREADS``): a delivery job only hands its targets over, so a
+  slow target holds one thread, not the worker, and nothing waits on a fork.
+- SIGTERM (a deploy, a restart: the platform sends it, then SIGKILL 30 s later) is a warm
+  shutdown: the worker takes no new job and lets every delivery under way finish (each is
+  bounded by the HTTP timeouts, well under 30 s) before it exits.
+- A worker killed without warning (SIGKILL, a crashed dyno) leaves its deliveries marked in
+  flight; once their locks expire, any worker's sweeper queues them again (relay.sweeper), and
+  each resumes after the last message its target accepted: delivery completes well within
+  2 minutes of a worker being available. RQ's abandoned-job handling stays as a second net.
 """
 
 from __future__ import annotations
 
 import redis
-from rq.worker import HerokuWorker
+from rq import SimpleWorker
 
 from relay.config import Settings
 from relay.queue import delivery_queue
 
-SHUTDOWN_GRACE = 20  # below the platforms' 30 s between SIGTERM and SIGKILL
 MONITORING_INTERVAL = 10
 MAINTENANCE_INTERVAL = 15
 
 
-class RelayWorker(HerokuWorker):
-    imminent_shutdown_delay = SHUTDOWN_GRACE
+class RelayWorker(SimpleWorker):
+    pass
 
 
 def build_worker(settings: Settings, connection: redis.Redis) -> RelayWorker:

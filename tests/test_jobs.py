@@ -85,7 +85,7 @@ def test_one_failing_target_does_not_hold_back_the_others(relay_env, sample) -> 
     state = Store(runtime.redis, 3600).delivery(event.id, "slack")
     assert state.state == RETRYING and state.attempt == 1 and "HTTP 500" in state.reason and state.next_at
     [(job, _due)] = scheduled(runtime)
-    assert job.args == (event.id, "slack") and job.kwargs["attempt"] == 2
+    assert job.args == (event.id, ["slack"]) and job.kwargs["attempt"] == 2
     # The retry posts to Slack only.
     assert jobs.deliver(event.id, "slack", attempt=2) == "delivered"
     assert len(slack.received) == 1 and len(discord.received) == 1 and len(webhook.received) == 1
@@ -98,7 +98,7 @@ def test_429_waits_as_long_as_asked(relay_env, sample) -> None:
     ingest(runtime, event)
     before = time.time()
     jobs.deliver(event.id, "slack")
-    [(_job, due)] = [entry for entry in scheduled(runtime) if entry[0].args[1] == "slack"]
+    [(_job, due)] = [entry for entry in scheduled(runtime) if entry[0].args[1] == ["slack"]]
     assert due.timestamp() >= before + 30
 
 
@@ -112,7 +112,7 @@ def test_permanent_failure_is_dead_lettered_after_one_attempt(relay_env, sample)
     state = Store(runtime.redis, 3600).delivery(event.id, "slack")
     assert state.state == DEAD and "no_service" in state.reason
     assert Store(runtime.redis, 3600).dead_letters()[0][:2] == (event.id, "slack")
-    assert not [entry for entry in scheduled(runtime) if entry[0].args[1] == "slack"]
+    assert not [entry for entry in scheduled(runtime) if entry[0].args[1] == ["slack"]]
 
 
 def test_out_of_attempts_is_dead(relay_env, sample) -> None:
@@ -147,7 +147,7 @@ def test_a_delivery_in_progress_elsewhere_is_not_posted_again(relay_env, sample)
     runtime.redis.set(lock_key(event.id, "slack"), "other-worker", ex=60)
     assert jobs.deliver(event.id, "slack") == "busy"
     assert slack.attempts == []
-    assert [entry for entry in scheduled(runtime) if entry[0].args[1] == "slack"]
+    assert [entry for entry in scheduled(runtime) if entry[0].args[1] == ["slack"]]
 
 
 def test_unknown_target_is_dead_not_lost(relay_env, sample) -> None:

@@ -52,9 +52,9 @@ def test_first_callback_is_received_stored_and_queued(client, settings, redis_co
     assert stored["task_id"] == task_id and stored["lyrics"][0]["title"] == "Starry Night Dreams"
     assert redis_conn.smembers(task_key(task_id)) == {evt.encode()}
     assert 6 * 86400 < redis_conn.ttl(event_key(evt)) <= 7 * 86400
-    # One job per interested target: Discord only wants failures.
+    # One job for the event, naming the interested targets: Discord only wants failures.
     jobs = queued_jobs(settings, redis_conn)
-    assert [(job.args, job.func_name) for job in jobs] == [((evt, "slack"), "relay.jobs.deliver")]
+    assert [(job.args, job.func_name) for job in jobs] == [((evt, ["slack"]), "relay.jobs.dispatch")]
     assert set(redis_conn.hgetall(deliveries_key(evt))) == {b"slack"}
 
 
@@ -73,7 +73,8 @@ def test_dedup_is_per_task_and_callback_type(client, settings, redis_conn, sampl
     other = json.loads(json.dumps(sample))
     other["data"]["task_id"] = "another"
     assert post(client, other).get_json()["status"] == "received"
-    assert len(queued_jobs(settings, redis_conn)) == 4  # slack ×2 (+ discord for the failure), slack for other
+    jobs = queued_jobs(settings, redis_conn)
+    assert [job.args[1] for job in jobs] == [["slack"], ["slack", "discord"], ["slack"]]
 
 
 def test_dedup_ttl_is_configurable(make_settings, redis_conn, sample) -> None:
@@ -243,7 +244,7 @@ def test_metrics_content(make_settings, redis_conn, receivers, sample) -> None:
     assert metric(queued, 'relay_callbacks_total{outcome="unauthorized"}') >= 1
     assert metric(queued, 'relay_callbacks_total{outcome="invalid"}') >= 1
     assert metric(queued, "relay_ingest_seconds_count") - metric(before, "relay_ingest_seconds_count") == 2
-    assert metric(queued, 'relay_queue_jobs{state="queued"}') == 2
+    assert metric(queued, 'relay_queue_jobs{state="queued"}') == 1  # one job for the event's two targets
     assert metric(queued, "relay_workers") == 0
 
     runtime = jobs.configure(settings, redis_conn)

@@ -34,6 +34,10 @@ def build_target(spec: TargetSpec, settings: Settings, session: requests.Session
 
 
 def build_targets(settings: Settings) -> dict[str, Target]:
-    """Every configured target by name; they share one HTTP session (connection pooling)."""
+    """Every configured target by name; they share one HTTP session (connection pooling), with
+    room for every delivery thread."""
     session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=max(10, settings.worker_threads))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return {spec.name: build_target(spec, settings, session) for spec in settings.targets}
