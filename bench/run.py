@@ -32,7 +32,7 @@ from relay.dev import RedisServer, free_port, procfile, wait_for_port  # noqa: E
 
 TOKEN = "bench-token-0123456789abcdef"
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
-DURATION = os.environ.get("BENCH_DURATION", "8s")
+DURATION = os.environ.get("BENCH_DURATION", "5s")
 BURST = int(os.environ.get("BENCH_BURST", "2000"))
 RESULTS = ROOT / "bench" / "results"
 TASK = re.compile(rb"bench-[a-z0-9-]+")
