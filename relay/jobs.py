@@ -15,11 +15,11 @@ Delivery guarantees, per (event, target):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ from relay.ingest import Ingest
 from relay.metrics import record_delivery
 from relay.queue import delivery_queue, enqueue_delivery
 from relay.ratelimit import RateLimiter
-from relay.store import DEAD, DELIVERED, RETRYING, SENDING, DeliveryState, Store, lock_key
+from relay.store import DEAD, DELIVERED, RETRYING, SENDING, DeliveryState, LockLost, Store, lock_key
 from relay.suno import Event, PayloadError, from_record, timed_out
 from relay.suno_api import SunoAPIError, SunoClient
 from relay.targets import Target, build_targets
@@ -110,20 +110,21 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
     sweeper hands it on (see relay.sweeper).
     """
     rt = runtime()
-    if rt.pool is None:
-        return "; ".join(f"{target}: {deliver(event_id, target, attempt, force)}" for target in targets)
+    event = rt.store.load_event(event_id)
+    if rt.pool is None or event is None:
+        return "; ".join(f"{target}: {deliver(event_id, target, attempt, force, event)}" for target in targets)
+    rt.store.enter_inflight(event_id, targets, time.time() + lock_seconds(rt.settings))
     for target in targets:
-        rt.store.enter_inflight(event_id, target, time.time() + lock_seconds(rt.settings))
-        rt.pool.submit(_deliver_in_thread, event_id, target, attempt, force)
+        rt.pool.submit(_deliver_in_thread, event, target, attempt, force)
     return f"handed to delivery threads: {', '.join(targets)}"
 
 
-def _deliver_in_thread(event_id: str, target: str, attempt: int, force: bool) -> None:
+def _deliver_in_thread(event: Event, target: str, attempt: int, force: bool) -> None:
     try:
-        deliver(event_id, target, attempt, force)
+        deliver(event.id, target, attempt, force, event)
     except Exception:
         # The in-flight mark stays: the sweeper queues this delivery again once it expires.
-        log.exception("delivery failed unexpectedly", extra={"event_id": event_id, "target": target})
+        log.exception("delivery failed unexpectedly", extra={"event_id": event.id, "target": target})
 
 
 def runtime() -> Runtime:
@@ -152,11 +153,11 @@ def lock_seconds(settings: Settings) -> float:
     return MAX_PACING_SLEEP + min(5.0, settings.http_timeout) + settings.http_timeout + 3
 
 
-def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = False) -> str:
+def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = False, event: Event | None = None) -> str:
     """Post one event to one target; returns what happened (kept by RQ only on failure)."""
     rt = runtime()
     context = {"event_id": event_id, "target": target_name, "attempt": attempt}
-    event = rt.store.load_event(event_id)
+    event = event or rt.store.load_event(event_id)
     if event is None:
         log.warning("event expired before delivery", extra=context)
         return "expired"
@@ -169,41 +170,52 @@ def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = Fal
         log.error("dead", extra={**context, "reason": state.reason})
         return "dead"
 
-    key = lock_key(event_id, target_name)
-    lock = rt.redis.lock(key, timeout=lock_seconds(rt.settings), blocking=False)
-    if not lock.acquire():
+    token = uuid.uuid4().hex
+    # The lock, read together with the state: a job that held it before us may have delivered.
+    state = rt.store.lock_and_read(event_id, target_name, token, lock_seconds(rt.settings))
+    if state is None:
         # Another job is posting this delivery right now; look again once its lock must be gone.
-        remaining = max(rt.redis.pttl(key), 0) / 1000
+        remaining = max(rt.redis.pttl(lock_key(event_id, target_name)), 0) / 1000
         enqueue_delivery(rt.queue, event_id, [target_name], attempt=attempt, force=force, delay=remaining + 1)
         return "busy"
     try:
-        # Read the state only under the lock: a job that held it before us may have delivered.
-        state = rt.store.delivery(event_id, target_name)
         if state.state == DELIVERED and not force:
             log.info("already delivered", extra=context)
             return "already delivered"
         if force and state.state == DELIVERED:
             state.parts_sent = 0
-        outcome, sent = _post(rt, target, event, state, attempt, lock)
+        outcome, sent = _post(rt, target, event, state, attempt, token)
         context["duration_ms"] = round(sent * 1000, 1)
         return _settle(rt, target, event, state, attempt, outcome, context)
     finally:
-        rt.store.leave_inflight(event_id, target_name)
-        with contextlib.suppress(redis.exceptions.LockError):  # expired meanwhile: nothing to release
-            lock.release()
+        rt.store.unlock(event_id, target_name, token)
 
 
-def _post(rt: Runtime, target: Target, event: Event, state: DeliveryState, attempt: int, lock) -> tuple[Outcome, float]:
-    """Post the messages the target has not accepted yet, recording each one it accepts."""
+def _post(
+    rt: Runtime, target: Target, event: Event, state: DeliveryState, attempt: int, token: str
+) -> tuple[Outcome, float]:
+    """Post the messages the target has not accepted yet, recording each one it accepts.
+
+    Before each message, one round trip: the state (first message only), the lock's renewal
+    (later ones), the in-flight mark and the rate-limit booking."""
     messages = target.render(event)
     state.state, state.attempt, state.next_at = SENDING, attempt, None
-    rt.store.save_delivery(event.id, target.name, state)
     started = time.monotonic()
     outcome = Outcome(ok=True, reason="nothing left to send")
-    for index in range(state.parts_sent, len(messages)):
-        lock.reacquire()  # raises if we lost it: then another worker owns this delivery
-        rt.store.enter_inflight(event.id, target.name, time.time() + lock_seconds(rt.settings))
-        wait = rt.limiter.reserve(target.name, *target.spec.rate)
+    first = state.parts_sent
+    for index in range(first, len(messages)):
+        ttl = lock_seconds(rt.settings)
+        with rt.redis.pipeline(transaction=False) as pipe:
+            if index == first:
+                rt.store.save_delivery(event.id, target.name, state, pipeline=pipe)
+            else:
+                rt.store.renew_lock(event.id, target.name, token, ttl, pipeline=pipe)
+            rt.store.enter_inflight(event.id, [target.name], time.time() + ttl, pipeline=pipe)
+            rt.limiter.reserve(target.name, *target.spec.rate, pipeline=pipe)
+            results = pipe.execute()
+        if index != first and not results[0]:
+            raise LockLost(f"lock of {event.id}/{target.name} expired")  # another worker owns it now
+        wait = int(results[-1]) / 1000
         if wait > MAX_PACING_SLEEP:
             return Outcome(ok=False, reason="paced by rate limit", retry_after=wait, paced=True), 0.0
         time.sleep(wait)
@@ -211,7 +223,8 @@ def _post(rt: Runtime, target: Target, event: Event, state: DeliveryState, attem
         if not outcome.ok:
             break
         state.parts_sent = index + 1
-        rt.store.save_delivery(event.id, target.name, state)
+        if index + 1 < len(messages):  # the last one is recorded with the delivered state
+            rt.store.save_delivery(event.id, target.name, state)
     return outcome, time.monotonic() - started
 
 
@@ -222,9 +235,11 @@ def _settle(
     store = rt.store
     if outcome.ok:
         state.state, state.reason = DELIVERED, ""
-        store.save_delivery(event.id, target.name, state)
-        store.forget_dead(event.id, target.name)
-        record_delivery(rt.redis, target.name, "delivered", _since(event.received_at))
+        with rt.redis.pipeline(transaction=False) as pipe:
+            store.save_delivery(event.id, target.name, state, pipeline=pipe)
+            store.forget_dead(event.id, target.name, pipeline=pipe)
+            record_delivery(pipe, target.name, "delivered", _since(event.received_at))
+            pipe.execute()
         log.info("delivered", extra={**context, "messages": state.parts_sent})
         return "delivered"
 

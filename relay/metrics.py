@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 import rq
@@ -38,14 +39,16 @@ LATENCY = "relay:metrics:latency"  # hash "<target>|<bucket le>" → count; "<ta
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, math.inf)
 
 
-def record_delivery(connection: redis.Redis, target: str, outcome: str, seconds: float | None = None) -> None:
-    """Count one delivery outcome (delivered, retrying, dead), with its end-to-end latency."""
-    with connection.pipeline(transaction=False) as pipe:
-        pipe.hincrby(DELIVERIES, f"{target}|{outcome}", 1)
-        if seconds is not None:
-            bucket = next(le for le in LATENCY_BUCKETS if seconds <= le)
-            pipe.hincrby(LATENCY, f"{target}|{bucket}", 1)
-            pipe.hincrby(LATENCY, f"{target}|sum", round(seconds * 1000))
+def record_delivery(client: Any, target: str, outcome: str, seconds: float | None = None) -> None:
+    """Count one delivery outcome (delivered, retrying, dead), with its end-to-end latency. On a
+    pipeline the commands are queued; on a connection they are sent at once."""
+    pipe = client if isinstance(client, redis.client.Pipeline) else client.pipeline(transaction=False)
+    pipe.hincrby(DELIVERIES, f"{target}|{outcome}", 1)
+    if seconds is not None:
+        bucket = next(le for le in LATENCY_BUCKETS if seconds <= le)
+        pipe.hincrby(LATENCY, f"{target}|{bucket}", 1)
+        pipe.hincrby(LATENCY, f"{target}|sum", round(seconds * 1000))
+    if pipe is not client:
         pipe.execute()
 
 

@@ -12,6 +12,7 @@ nothing: the caller reschedules instead of holding a worker.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import redis
 
@@ -39,8 +40,9 @@ class RateLimiter:
         self.script = connection.register_script(_GCRA)
         self.max_wait_ms = int(max_wait * 1000)
 
-    def reserve(self, name: str, count: int, period: float) -> float:
-        """Seconds to wait before sending one message to ``name``."""
+    def reserve(self, name: str, count: int, period: float, pipeline: Any = None) -> float | None:
+        """Seconds to wait before sending one message to ``name``. On a ``pipeline`` the call is
+        queued and returns None: the wait (milliseconds) is in the pipeline's results."""
         interval_ms = max(1, math.ceil(period * 1000 / count * SPACING_MARGIN))
-        wait_ms = self.script(keys=[f"relay:rate:{name}"], args=[interval_ms, self.max_wait_ms])
-        return int(wait_ms) / 1000.0
+        wait_ms = self.script(keys=[f"relay:rate:{name}"], args=[interval_ms, self.max_wait_ms], client=pipeline)
+        return None if pipeline is not None else int(wait_ms) / 1000.0

@@ -62,12 +62,50 @@ class DeliveryState:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LockLost(Exception):
+    """The delivery's lock expired while we held it: another worker may own the delivery now."""
+
+
 class Store:
     """Reads and writes of the layout above, on one Redis connection."""
 
     def __init__(self, connection: redis.Redis, ttl: int) -> None:
         self.redis = connection
         self.ttl = ttl
+        self._renew = connection.register_script(_RENEW)
+        self._release = connection.register_script(_RELEASE)
+
+    def lock_and_read(self, event_id: str, target: str, token: str, ttl: float) -> DeliveryState | None:
+        """Take the delivery's lock and read its state in one round trip; None if it is held.
+
+        The state is read after the lock is taken (commands run in order), so a job that held the
+        lock before us and delivered is seen as delivered."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(lock_key(event_id, target), token, nx=True, px=int(ttl * 1000))
+            pipe.hget(deliveries_key(event_id), target)
+            taken, raw = pipe.execute()
+        return DeliveryState.from_json(raw) if taken else None
+
+    def renew_lock(self, event_id: str, target: str, token: str, ttl: float, pipeline: Any) -> None:
+        """Queue a renewal on ``pipeline``; its result (0 when lost) is checked by the caller."""
+        self._renew(keys=[lock_key(event_id, target)], args=[token, int(ttl * 1000)], client=pipeline)
+
+    def unlock(self, event_id: str, target: str, token: str) -> None:
+        """Release the lock (if still ours) and drop the in-flight mark, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(INFLIGHT, f"{event_id}/{target}")
+            self._release(keys=[lock_key(event_id, target)], args=[token], client=pipe)
+            pipe.execute()
 
     def load_event(self, event_id: str) -> Event | None:
         raw = self.redis.get(event_key(event_id))
@@ -105,14 +143,13 @@ class Store:
             letters.append((event_id, target, score))
         return letters
 
-    def forget_dead(self, event_id: str, target: str) -> None:
-        self.redis.zrem(DEAD_LETTERS, f"{event_id}/{target}")
+    def forget_dead(self, event_id: str, target: str, pipeline: Any = None) -> None:
+        client = pipeline if pipeline is not None else self.redis
+        client.zrem(DEAD_LETTERS, f"{event_id}/{target}")
 
-    def enter_inflight(self, event_id: str, target: str, lock_expires_at: float) -> None:
-        self.redis.zadd(INFLIGHT, {f"{event_id}/{target}": lock_expires_at})
-
-    def leave_inflight(self, event_id: str, target: str) -> None:
-        self.redis.zrem(INFLIGHT, f"{event_id}/{target}")
+    def enter_inflight(self, event_id: str, targets: list[str], lock_expires_at: float, pipeline: Any = None) -> None:
+        client = pipeline if pipeline is not None else self.redis
+        client.zadd(INFLIGHT, {f"{event_id}/{target}": lock_expires_at for target in targets})
 
     def abandoned(self, now: float) -> list[tuple[str, str]]:
         """Deliveries whose poster's lock ran out without it finishing (it died)."""
