@@ -84,7 +84,7 @@ class Receiver:
 
 class Processes:
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "RELAY_ACCESS_LOG": "0", "LOG_LEVEL": "WARNING"}
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
         self.started: list[subprocess.Popen] = []
         self.log = open(RESULTS / "processes.log", "ab")  # noqa: SIM115
