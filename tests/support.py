@@ -115,6 +115,18 @@ class Receiver:
         self.server.server_close()
 
 
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``python -m relay <args>`` as a user runs it, with ``env`` over this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class Procfile:
     """The Procfile's processes (real gunicorn, real RQ worker), started as the platform would."""
 

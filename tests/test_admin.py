@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from rq import SimpleWorker
 
 from relay import create_app, jobs
-from relay.dev import ROOT
 from relay.ingest import Ingest
 from relay.suno import normalise
 from tests.conftest import TOKEN
 from tests.support import Reply
+from tests.support import run_cli as cli
 
 
 @pytest.fixture
@@ -31,17 +28,6 @@ def relay_env(make_settings, redis_conn, receivers, redis_url):
     settings = make_settings(**env)
     runtime = jobs.configure(settings, redis_conn)
     return runtime, env, slack, discord
-
-
-def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "relay", *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def deliver_all(runtime, sample) -> str:

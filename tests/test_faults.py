@@ -108,6 +108,19 @@ def started(stack: Stack, workers: int = 1) -> Stack:
     return stack
 
 
+def slow_delivery_under_way(stack: Stack, task_id: str):
+    """Web and one worker; Slack answers after 3 s; returns once the POST to Slack has begun."""
+    stack.slack.default = Reply(200, "ok", delay=3.0)
+    stack.procfile.start("web")
+    worker = stack.procfile.start("worker")
+    stack.callback(task_id)
+    deadline = time.monotonic() + 10
+    while not stack.slack.attempts and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stack.slack.attempts, "the slow POST never started"
+    return stack, worker
+
+
 def titles(receiver: Receiver) -> list[str]:
     found = []
     for entry in receiver.received:
@@ -171,15 +184,7 @@ def test_4_permanent_failure_is_dead_lettered_once(make_stack) -> None:
 
 
 def test_5_worker_killed_mid_delivery_is_completed_once(make_stack) -> None:
-    stack = make_stack()
-    stack.slack.default = Reply(200, "ok", delay=3.0)
-    stack.procfile.start("web")
-    worker = stack.procfile.start("worker")
-    stack.callback("t5")
-    deadline = time.monotonic() + 10
-    while not stack.slack.attempts and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert stack.slack.attempts, "the slow POST never started"
+    stack, worker = slow_delivery_under_way(make_stack(), "t5")
     time.sleep(0.5)
     stack.procfile.signal(worker, signal.SIGKILL)
     worker.wait()
@@ -264,15 +269,7 @@ def test_8_paced_delivery_meets_few_429s(make_stack) -> None:
 
 def test_9_sigterm_lets_the_current_delivery_finish(make_stack) -> None:
     """A deploy: SIGTERM to every process of the worker's dyno during a slow delivery."""
-    stack = make_stack()
-    stack.slack.default = Reply(200, "ok", delay=3.0)
-    stack.procfile.start("web")
-    worker = stack.procfile.start("worker")
-    stack.callback("t9")
-    deadline = time.monotonic() + 10
-    while not stack.slack.attempts and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert stack.slack.attempts, "the slow POST never started"
+    stack, worker = slow_delivery_under_way(make_stack(), "t9")
     stack.procfile.signal(worker, signal.SIGTERM)
     assert worker.wait(timeout=25) == 0  # warm shutdown, within the platforms' 30 s
     assert titles(stack.slack) == ["Song t9"]  # the slow target got it: the POST was not cut

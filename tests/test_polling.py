@@ -6,9 +6,6 @@ import base64
 import hashlib
 import hmac
 import itertools
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,12 +13,12 @@ import redis
 from rq import SimpleWorker
 
 from relay import create_app, jobs
-from relay.dev import ROOT
 from relay.suno import event_id, from_record
 from relay.suno_api import SunoAPIError, SunoClient
 from relay.watch import NO_CALLBACK_URL, WATCHLIST
 from tests.conftest import TOKEN
 from tests.support import FakeSuno, Procfile
+from tests.support import run_cli as cli
 
 KEY = "suno-test-key"
 
@@ -65,17 +62,6 @@ def scheduled_polls(runtime) -> list[tuple[str, float]]:
         if job.func_name == "relay.jobs.poll":
             polls.append((job.args[0], registry.get_expiration_time(job).timestamp()))
     return polls
-
-
-def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "relay", *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_client_errors_are_clear_and_never_show_the_key(suno) -> None:

@@ -12,7 +12,7 @@ from relay.connection import connect
 from relay.dev import RedisServer
 from tests.conftest import TOKEN
 from tests.support import Procfile
-from tests.test_admin import cli
+from tests.support import run_cli as cli
 
 
 @pytest.fixture(scope="module")
