@@ -10,6 +10,7 @@ import time
 
 import pytest
 import redis
+import requests
 from rq import SimpleWorker
 
 from relay import create_app, jobs
@@ -294,5 +295,40 @@ def test_without_a_public_url_lyrics_arrive_by_polling(tmp_path, redis_url, suno
         assert slack.received[0].json()["blocks"][0]["text"]["text"] == f"Song {task_id}"
         gets = [path for method, path, _ in suno.requests if method == "GET"]
         assert len(gets) == 3  # PENDING, PENDING, SUCCESS: then it stopped polling
+    finally:
+        processes.stop()
+
+
+def test_provider_callback_and_polling_deliver_once_across_processes(tmp_path, redis_url, suno, receivers) -> None:
+    """Real web and worker: the relay submits with its own callback URL, the provider calls it
+    back while the relay is polling the same task; Slack gets the lyrics once."""
+    slack = receivers()
+    redis.Redis.from_url(redis_url).flushdb()
+    env = {
+        "REDIS_URL": redis_url,
+        "RELAY_CALLBACK_TOKEN": TOKEN,
+        "SLACK_WEBHOOK_URL": slack.url,
+        "SUNO_API_BASE": suno.url,
+        "SUNO_API_KEY": KEY,
+        "RELAY_POLL_INTERVAL": "1s",
+        "RELAY_POLL_GRACE": "0",
+    }
+    processes = Procfile(env, tmp_path)
+    processes.env["RELAY_PUBLIC_URL"] = processes.base_url
+    suno.default_script = ["PENDING", "SUCCESS"]
+    try:
+        processes.start("web")
+        processes.start("worker")
+        response = requests.post(
+            f"{processes.base_url}/tasks", json={"prompt": "a song"}, headers={"X-Relay-Token": TOKEN}, timeout=10
+        )
+        assert response.status_code == 202
+        task_id = response.json()["task_id"]
+        assert suno.tasks[task_id]["callBackUrl"] == f"{processes.base_url}/callbacks/suno/lyrics?token={TOKEN}"
+        assert suno.fire_callback(task_id).json()["status"] in ("received", "duplicate")
+        slack.wait_for(1, timeout=30)
+        time.sleep(3.0)  # polling ran meanwhile (every second); a second delivery would show by now
+        assert len(slack.received) == 1
+        assert f"Song {task_id}" in slack.received[0].json()["blocks"][0]["text"]["text"]
     finally:
         processes.stop()
