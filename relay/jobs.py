@@ -178,17 +178,23 @@ def deliver(event_id: str, target_name: str, attempt: int = 1, force: bool = Fal
         remaining = max(rt.redis.pttl(lock_key(event_id, target_name)), 0) / 1000
         enqueue_delivery(rt.queue, event_id, [target_name], attempt=attempt, force=force, delay=remaining + 1)
         return "busy"
+    settled = False
     try:
         if state.state == DELIVERED and not force:
+            settled = True
             log.info("already delivered", extra=context)
             return "already delivered"
         if force and state.state == DELIVERED:
             state.parts_sent = 0
         outcome, sent = _post(rt, target, event, state, attempt, token)
         context["duration_ms"] = round(sent * 1000, 1)
-        return _settle(rt, target, event, state, attempt, outcome, context)
+        result = _settle(rt, target, event, state, attempt, outcome, context)
+        settled = True
+        return result
     finally:
-        rt.store.unlock(event_id, target_name, token)
+        # After an unexpected error the in-flight mark stays, so that the sweeper hands the
+        # delivery on: nothing acknowledged is left behind by a crash.
+        rt.store.unlock(event_id, target_name, token, done=settled)
 
 
 def _post(

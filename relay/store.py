@@ -100,10 +100,11 @@ class Store:
         """Queue a renewal on ``pipeline``; its result (0 when lost) is checked by the caller."""
         self._renew(keys=[lock_key(event_id, target)], args=[token, int(ttl * 1000)], client=pipeline)
 
-    def unlock(self, event_id: str, target: str, token: str) -> None:
-        """Release the lock (if still ours) and drop the in-flight mark, in one round trip."""
+    def unlock(self, event_id: str, target: str, token: str, done: bool = True) -> None:
+        """Release the lock (if still ours) and, when ``done``, drop the in-flight mark."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(INFLIGHT, f"{event_id}/{target}")
+            if done:
+                pipe.zrem(INFLIGHT, f"{event_id}/{target}")
             self._release(keys=[lock_key(event_id, target)], args=[token], client=pipe)
             pipe.execute()
 

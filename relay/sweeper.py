@@ -18,22 +18,35 @@ import time
 import rq
 
 from relay.queue import enqueue_delivery
-from relay.store import Store
+from relay.store import DEAD, Store
 from relay.watch import Watchlist
 
 log = logging.getLogger("relay.sweeper")
 SWEEP_INTERVAL = 5.0
 
 
+MAX_SWEEPS = 5  # a delivery that keeps crashing its worker is a bug: dead-letter it, loudly
+
+
 def sweep(store: Store, queue: rq.Queue, now: float | None = None) -> int:
     """Queue every abandoned delivery once; returns how many."""
     handed_on = 0
     for event_id, target in store.abandoned(time.time() if now is None else now):
-        if store.claim_abandoned(event_id, target):
-            attempt = max(store.delivery(event_id, target).attempt, 1)
-            enqueue_delivery(queue, event_id, [target], attempt=attempt)
-            log.warning("abandoned delivery queued again", extra={"event_id": event_id, "target": target})
-            handed_on += 1
+        if not store.claim_abandoned(event_id, target):
+            continue
+        context = {"event_id": event_id, "target": target}
+        state = store.delivery(event_id, target)
+        sweeps_key = f"relay:sweeps:{event_id}/{target}"
+        sweeps = store.redis.incr(sweeps_key)
+        store.redis.expire(sweeps_key, 86400)
+        if sweeps > MAX_SWEEPS:
+            state.state, state.reason = DEAD, f"abandoned {MAX_SWEEPS} times: the worker crashed or died on it"
+            store.mark_dead(event_id, target, state, time.time())
+            log.error("dead", extra={**context, "reason": state.reason})
+            continue
+        enqueue_delivery(queue, event_id, [target], attempt=max(state.attempt, 1))
+        log.warning("abandoned delivery queued again", extra=context)
+        handed_on += 1
     return handed_on
 
 

@@ -14,6 +14,7 @@ from relay.logs import configure_logging
 from relay.queue import delivery_queue
 from relay.store import DEAD, DELIVERED, RETRYING, Store, lock_key
 from relay.suno import Event, Lyric, normalise
+from relay.sweeper import MAX_SWEEPS, sweep
 from tests.support import Reply
 
 
@@ -212,3 +213,38 @@ def test_rejected_payload_is_logged_with_the_answer(relay_env, sample, capsys) -
     [dead] = [line for line in lines if line["event"] == "dead"]
     assert dead["target"] == "slack" and dead["task_id"] == event.task_id
     assert "invalid_payload" in dead["reason"] and "relay bug" in dead["note"]
+
+
+def test_abandoned_delivery_is_handed_on_by_the_sweeper(relay_env, sample) -> None:
+    runtime, slack, _, _ = relay_env()
+    event = normalise(sample)
+    ingest(runtime, event)
+    runtime.queue.empty()  # as if the worker that took the job died mid-post
+    runtime.store.enter_inflight(event.id, ["slack"], time.time() - 1)
+    assert sweep(runtime.store, runtime.queue) == 1
+    assert sweep(runtime.store, runtime.queue) == 0  # claimed once
+    work(runtime)
+    assert len(slack.received) == 1 and runtime.store.delivery(event.id, "slack").state == DELIVERED
+
+
+def test_a_crash_keeps_the_in_flight_mark_and_repeated_crashes_end_dead(relay_env, sample) -> None:
+    runtime, slack, _, _ = relay_env()
+    event = normalise(sample)
+    ingest(runtime, event)
+
+    def crash(_event):
+        raise RuntimeError("a bug while rendering")
+
+    runtime.targets["slack"].render = crash
+    runtime.store.enter_inflight(event.id, ["slack"], time.time() + 60)
+    with pytest.raises(RuntimeError):
+        jobs.deliver(event.id, "slack")
+    assert runtime.redis.zscore("relay:inflight", f"{event.id}/slack") is not None  # the sweeper's cue
+    assert not runtime.redis.exists(lock_key(event.id, "slack"))
+    for _ in range(MAX_SWEEPS):
+        runtime.store.enter_inflight(event.id, ["slack"], time.time() - 1)
+        assert sweep(runtime.store, runtime.queue) == 1
+    runtime.store.enter_inflight(event.id, ["slack"], time.time() - 1)
+    assert sweep(runtime.store, runtime.queue) == 0
+    state = runtime.store.delivery(event.id, "slack")
+    assert state.state == DEAD and "abandoned 5 times" in state.reason and slack.received == []

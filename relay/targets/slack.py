@@ -86,13 +86,6 @@ class SlackTarget(Target):
         note = f":warning: {omitted} more message(s) of lyrics were not sent: they exceed the relay's limit."
         return {"text": f"{fallback} (truncated)", "blocks": [_section(note), footer]}
 
-    def describe_error(self, response: requests.Response) -> str:
-        return (
-            response.text.strip()[:80]
-            if response.text.strip().replace("_", "").isalnum()
-            else super().describe_error(response)
-        )
-
     def classify(self, response: requests.Response) -> Outcome:
         outcome = super().classify(response)
         answer = response.text.strip()
