@@ -1,4 +1,4 @@
-"""The door: deduplicate, store and enqueue a callback's event in one Redis transaction."""
+"""The door: deduplicate, store and enqueue a callback's event in one atomic step."""
 
 from __future__ import annotations
 
@@ -11,50 +11,70 @@ from relay.store import DeliveryState, deliveries_key, event_key, task_key
 from relay.suno import Event
 from relay.watch import WATCHLIST, watch_key
 
+QUEUED_STATE = DeliveryState().to_json()
+
+# SET the dedup record (the event itself) if absent, and only then run the recorded writes. A
+# script runs atomically: no other client sees a dedup record without its work, or the reverse.
+_STORE_IF_NEW = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  local argc = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + argc))
+  i = i + argc + 1
+end
+return 1
+"""
+
 
 class Ingest:
     """``ingest(event)`` → True the first time an event is seen, False for a repeat.
 
-    The event key is the dedup record. The event, its delivery states and its delivery job are
-    written in one MULTI/EXEC guarded by WATCH on that key, so a crash or a Redis error leaves
-    either all of them or none (then the caller answers 503 and Suno retries), and of concurrent
-    identical callbacks exactly one wins. A repeat costs one round trip (EXISTS).
+    The event key is the dedup record. The event, its delivery states and its RQ delivery job
+    are written by one Lua script, and only if the event key was absent: a Redis error leaves
+    all of them or none (the caller then answers 503 and Suno retries), and of concurrent
+    identical callbacks exactly one wins. The job's own writes are RQ's: they are recorded on a
+    pipeline that is never sent, and replayed inside the script. A repeat costs one round trip
+    (EXISTS), a new event two.
     """
 
     def __init__(self, settings: Settings, connection: redis.Redis, queue: rq.Queue) -> None:
         self.settings = settings
         self.redis = connection
         self.queue = queue
+        self.store_if_new = connection.register_script(_STORE_IF_NEW)
 
     def __call__(self, event: Event) -> bool:
         key = event_key(event.id)
         if self.redis.exists(key):
             return False
-        targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]
         ttl = self.settings.dedup_ttl
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                if pipe.exists(key):
-                    return False
-                pipe.multi()
-                pipe.set(key, event.to_json(), ex=ttl)
-                pipe.sadd(task_key(event.task_id), event.id)
-                pipe.expire(task_key(event.task_id), ttl)
-                if targets:
-                    pipe.hset(deliveries_key(event.id), mapping={name: DeliveryState().to_json() for name in targets})
-                    pipe.expire(deliveries_key(event.id), ttl)
-                if targets:
-                    enqueue_delivery(self.queue, event.id, targets, pipeline=pipe)
-                # A result, by callback or by poll, ends the task's watch.
-                pipe.zrem(WATCHLIST, event.task_id)
-                pipe.delete(watch_key(event.task_id))
-                pipe.execute()
-            except redis.WatchError:
-                return False  # a concurrent identical callback won the race
-            except redis.ResponseError:
-                # Redis applies the rest of an EXEC whose one command failed (it has no rollback):
-                # drop the dedup record, so that Suno's retry is not taken for a duplicate.
-                self.redis.delete(key)
-                raise
-        return True
+        writes = self._recorded_writes(event, ttl)
+        args: list = [event.to_json(), ttl, len(writes)]
+        for command in writes:
+            args += [len(command), *command]  # redis-py encodes every part when it sends them
+        try:
+            return bool(self.store_if_new(keys=[key], args=args))
+        except redis.ResponseError:
+            # A write after the SET failed and Redis has no rollback: drop the dedup record, so
+            # that Suno's retry is not taken for a duplicate. (Out of memory fails before any write.)
+            self.redis.delete(key)
+            raise
+
+    def _recorded_writes(self, event: Event, ttl: int) -> list[tuple]:
+        targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]
+        recorder = self.redis.pipeline(transaction=True)
+        try:
+            recorder.multi()
+            recorder.sadd(task_key(event.task_id), event.id)
+            recorder.expire(task_key(event.task_id), ttl)
+            if targets:
+                recorder.hset(deliveries_key(event.id), mapping=dict.fromkeys(targets, QUEUED_STATE))
+                recorder.expire(deliveries_key(event.id), ttl)
+                enqueue_delivery(self.queue, event.id, targets, pipeline=recorder)
+            # A result, by callback or by poll, ends the task's watch.
+            recorder.zrem(WATCHLIST, event.task_id)
+            recorder.delete(watch_key(event.task_id))
+            return [args for args, _options in recorder.command_stack]
+        finally:
+            recorder.reset()

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -52,7 +52,7 @@ class DeliveryState:
     reason: str = ""  # the last failure, never a URL or a secret
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return json.dumps(self.__dict__, separators=(",", ":"))  # flat fields: no asdict deep copy
 
     @classmethod
     def from_json(cls, raw: str | bytes | None) -> DeliveryState:

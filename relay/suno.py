@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,7 +76,7 @@ class Event:
             "code": self.code,
             "message": self.message,
             "received_at": self.received_at,
-            "lyrics": [asdict(item) for item in self.lyrics],
+            "lyrics": [{"title": i.title, "text": i.text, "status": i.status, "error": i.error} for i in self.lyrics],
         }
 
     def to_json(self) -> str:

@@ -276,3 +276,15 @@ def test_dashboard_behind_basic_auth(make_settings, redis_conn, sample) -> None:
     queues = client.get("/rq/0/data/queues.json", headers=right).get_json()["queues"]
     assert [(queue["name"], queue["count"]) for queue in queues] == [("relay", 1)]
     assert client.post(PATH, json=sample, query_string={"token": TOKEN}).status_code == 200  # the rest is untouched
+
+
+def test_a_write_failing_after_the_dedup_record_does_not_block_the_retry(client, redis_conn, sample) -> None:
+    """Redis has no rollback: if a write fails after the dedup record was set (here a key of the
+    wrong type), the record is dropped again, the callback gets 503 and Suno's retry is received."""
+    task_id = sample["data"]["task_id"]
+    redis_conn.set(task_key(task_id), "not a set")
+    response = post(client, sample)
+    assert response.status_code == 503
+    assert not redis_conn.exists(event_key(event_id(task_id, "complete")))
+    redis_conn.delete(task_key(task_id))
+    assert post(client, sample).get_json()["status"] == "received"
