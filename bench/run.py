@@ -219,21 +219,28 @@ def main() -> int:
     rows: list[tuple[str, str, str, str, str]] = []
     try:
         # 1, 2: ingest, against the bare endpoint on the same gunicorn config (no workers running).
+        # Interleaved, best of two rounds each: the machine is shared and its noise comes in gusts.
         print("1-2: ingest vs bare endpoint…", flush=True)
         bare, bare_port = processes.web("bench.bare:app")
-        bare_distinct = wrk(bare_port, True, "bare")
-        bare_dup = wrk(bare_port, False, "bare")
-        processes.stop([bare])
         web, port = processes.web()
-        relay_distinct = wrk(port, True, "relay")
-        relay_dup = wrk(port, False, "relay")
+        runs: dict[str, list[dict[str, float]]] = {}
+        for round_ in range(2):
+            for name, target_port, distinct in [
+                ("bare distinct", bare_port, True), ("relay distinct", port, True),
+                ("bare dup", bare_port, False), ("relay dup", port, False),
+            ]:  # fmt: skip
+                runs.setdefault(name, []).append(wrk(target_port, distinct, f"{name.replace(' ', '-')}-{round_}"))
+        processes.stop([bare])
+        best = {name: max(results, key=lambda run: run["rps"]) for name, results in runs.items()}
+        bare_distinct, relay_distinct = best["bare distinct"], best["relay distinct"]
+        bare_dup, relay_dup = best["bare dup"], best["relay dup"]
         rows.append(
             compare("1 ingest, distinct tasks: callbacks/s", relay_distinct["rps"], bare_distinct["rps"], "≥ 0.6")
         )
         rows.append(compare("1 ingest p50 (ms)", relay_distinct["p50"], bare_distinct["p50"], ""))
         rows.append(compare("1 ingest p99 (ms)", relay_distinct["p99"], bare_distinct["p99"], "≤ 2"))
         rows.append(compare("2 duplicate storm: callbacks/s", relay_dup["rps"], bare_dup["rps"], "≥ 0.8"))
-        errors = relay_distinct["errors"] + relay_dup["errors"]
+        errors = sum(run["errors"] for results in runs.values() for run in results)
         connection.flushdb()
 
         # 3: end to end, idle system.
@@ -313,7 +320,7 @@ def render(rows: list[tuple[str, ...]], errors: int, elapsed: float) -> str:
         "",
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {os.cpu_count()} CPUs · "
         f"Python {platform.python_version()} · {versions} · {wrk_version.strip()}",
-        f"gunicorn default config · {WORKERS} RQ workers · wrk -t2 -c16 -d{DURATION}",
+        f"gunicorn default config · {WORKERS} RQ workers · wrk -t2 -c16 -d{DURATION}, best of 2 interleaved rounds",
         "",
         "| figure | relay | baseline | ratio | target |",
         "|---|---|---|---|---|",
