@@ -270,21 +270,26 @@ def test_watch_an_existing_task_from_the_cli(relay_env, suno) -> None:
     assert [m.json()["blocks"][0]["text"]["text"] for m in slack.received] == ["Song elsewhere"]
 
 
-def test_without_a_public_url_lyrics_arrive_by_polling(tmp_path, redis_url, suno, receivers, sample) -> None:
-    """The README's promise: no public URL, `submit` from the CLI, lyrics in Slack by polling;
-    real web and worker processes."""
-    slack = receivers()
-    env = {
+def processes_env(redis_url: str, suno: FakeSuno, slack, **extra: str) -> dict[str, str]:
+    """Settings for real processes polling the fake provider every second, from the start."""
+    redis.Redis.from_url(redis_url).flushdb()
+    return {
         "REDIS_URL": redis_url,
         "RELAY_CALLBACK_TOKEN": TOKEN,
         "SLACK_WEBHOOK_URL": slack.url,
         "SUNO_API_BASE": suno.url,
         "SUNO_API_KEY": KEY,
-        "RELAY_MODE": "poll",
         "RELAY_POLL_INTERVAL": "1s",
         "RELAY_POLL_GRACE": "0",
+        **extra,
     }
-    redis.Redis.from_url(redis_url).flushdb()
+
+
+def test_without_a_public_url_lyrics_arrive_by_polling(tmp_path, redis_url, suno, receivers, sample) -> None:
+    """The README's promise: no public URL, `submit` from the CLI, lyrics in Slack by polling;
+    real web and worker processes."""
+    slack = receivers()
+    env = processes_env(redis_url, suno, slack, RELAY_MODE="poll")
     processes = Procfile(env, tmp_path)
     try:
         processes.start("worker")
@@ -303,17 +308,7 @@ def test_provider_callback_and_polling_deliver_once_across_processes(tmp_path, r
     """Real web and worker: the relay submits with its own callback URL, the provider calls it
     back while the relay is polling the same task; Slack gets the lyrics once."""
     slack = receivers()
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {
-        "REDIS_URL": redis_url,
-        "RELAY_CALLBACK_TOKEN": TOKEN,
-        "SLACK_WEBHOOK_URL": slack.url,
-        "SUNO_API_BASE": suno.url,
-        "SUNO_API_KEY": KEY,
-        "RELAY_POLL_INTERVAL": "1s",
-        "RELAY_POLL_GRACE": "0",
-    }
-    processes = Procfile(env, tmp_path)
+    processes = Procfile(processes_env(redis_url, suno, slack), tmp_path)
     processes.env["RELAY_PUBLIC_URL"] = processes.base_url
     suno.default_script = ["PENDING", "SUCCESS"]
     try:
