@@ -5,6 +5,7 @@ Every command reads the same environment variables as the web process (see READM
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -33,19 +34,29 @@ def cli() -> None:
 def worker(burst: bool) -> None:
     """Run an RQ worker that delivers events (the Procfile's `worker`)."""
     from relay import jobs
+    from relay.outage import OUTAGE
     from relay.sweeper import Sweeper
     from relay.worker import build_worker
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    connection = connect(settings)
+    # Two connections: RQ raises the socket timeout of its own (for long blocking pops); the
+    # delivery threads keep the relay's short timeouts on theirs.
+    connection, rq_connection = connect(settings), connect(settings)
+    OUTAGE.wait_for(connection)  # a worker started before Redis (or with a TLS problem) waits
     runtime = jobs.configure(settings, connection, threads=settings.worker_threads)
-    Sweeper(runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval).start()
+    rq_worker = OUTAGE.call(lambda: build_worker(settings, rq_connection))
+    OUTAGE.call(lambda: runtime.store.beat(rq_worker.name))  # counted as alive from the start
+    sweeper = Sweeper(runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval, rq_worker.name)
+    sweeper.start()
     try:
-        build_worker(settings, connection).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+        rq_worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
     finally:
         if runtime.pool:
-            runtime.pool.shutdown()  # warm: deliveries under way finish before the process exits
+            runtime.pool.shutdown()  # warm: each thread ends its message in flight and hands the rest back
+        sweeper.stopped.set()
+        with contextlib.suppress(Exception):
+            runtime.store.forget_worker(rq_worker.name)
 
 
 def _store_and_queue(settings: Settings):
@@ -191,9 +202,8 @@ def check(send_test: bool) -> None:
     from urllib.parse import urlsplit
 
     import redis
-    from rq import Worker
 
-    from relay.queue import delivery_queue
+    from relay.store import WORKER_SILENCE, Store
 
     settings = load_settings()
     click.echo("configuration: ok")
@@ -207,12 +217,15 @@ def check(send_test: bool) -> None:
     try:
         connection = connect(settings)
         connection.ping()
-        workers = Worker.count(connection=connection, queue=delivery_queue(settings, connection))
-        click.echo(f"redis: ok ({workers} worker(s) registered)")
+        workers = Store(connection, settings.dedup_ttl).live_workers()
+        latest = f", latest heartbeat {workers[0][1]:.1f}s ago" if workers else ""
+        click.echo(f"redis: ok ({len(workers)} worker(s) alive: heartbeat within {WORKER_SILENCE:g}s{latest})")
         if not workers:
             click.echo("  warning: no worker is running: callbacks would be acknowledged but not delivered")
     except redis.RedisError as exc:
-        click.echo(f"redis: FAILED ({type(exc).__name__}: cannot reach REDIS_URL)")
+        from relay.outage import describe
+
+        click.echo(f"redis: FAILED ({describe(exc)})")
         failed = True
     if send_test:
         failed = _send_test_messages(settings) or failed

@@ -7,6 +7,7 @@ import rq
 
 from relay.config import Settings
 from relay.queue import enqueue_delivery
+from relay.scripts import REPLAY, pack, record
 from relay.store import DeliveryState, deliveries_key, event_key, task_key
 from relay.suno import Event
 from relay.watch import WATCHLIST, watch_key
@@ -15,16 +16,14 @@ QUEUED_STATE = DeliveryState().to_json()
 
 # SET the dedup record (the event itself) if absent, and only then run the recorded writes. A
 # script runs atomically: no other client sees a dedup record without its work, or the reverse.
-_STORE_IF_NEW = """
+_STORE_IF_NEW = (
+    REPLAY
+    + """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-local i = 4
-for _ = 1, tonumber(ARGV[3]) do
-  local argc = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + argc))
-  i = i + argc + 1
-end
+replay(3)
 return 1
 """
+)
 
 
 class Ingest:
@@ -49,10 +48,7 @@ class Ingest:
         if self.redis.exists(key):
             return False
         ttl = self.settings.dedup_ttl
-        writes = self._recorded_writes(event, ttl)
-        args: list = [event.to_json(), ttl, len(writes)]
-        for command in writes:
-            args += [len(command), *command]  # redis-py encodes every part when it sends them
+        args = [event.to_json(), ttl, *pack(record(self.redis, lambda pipe: self._writes(pipe, event, ttl)))]
         try:
             return bool(self.store_if_new(keys=[key], args=args))
         except redis.ResponseError:
@@ -61,20 +57,14 @@ class Ingest:
             self.redis.delete(key)
             raise
 
-    def _recorded_writes(self, event: Event, ttl: int) -> list[tuple]:
+    def _writes(self, pipe: redis.client.Pipeline, event: Event, ttl: int) -> None:
         targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]
-        recorder = self.redis.pipeline(transaction=True)
-        try:
-            recorder.multi()
-            recorder.sadd(task_key(event.task_id), event.id)
-            recorder.expire(task_key(event.task_id), ttl)
-            if targets:
-                recorder.hset(deliveries_key(event.id), mapping=dict.fromkeys(targets, QUEUED_STATE))
-                recorder.expire(deliveries_key(event.id), ttl)
-                enqueue_delivery(self.queue, event.id, targets, pipeline=recorder)
-            # A result, by callback or by poll, ends the task's watch.
-            recorder.zrem(WATCHLIST, event.task_id)
-            recorder.delete(watch_key(event.task_id))
-            return [args for args, _options in recorder.command_stack]
-        finally:
-            recorder.reset()
+        pipe.sadd(task_key(event.task_id), event.id)
+        pipe.expire(task_key(event.task_id), ttl)
+        if targets:
+            pipe.hset(deliveries_key(event.id), mapping=dict.fromkeys(targets, QUEUED_STATE))
+            pipe.expire(deliveries_key(event.id), ttl)
+            enqueue_delivery(self.queue, event.id, targets, pipeline=pipe)
+        # A result, by callback or by poll, ends the task's watch.
+        pipe.zrem(WATCHLIST, event.task_id)
+        pipe.delete(watch_key(event.task_id))

@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from relay.store import DEAD_LETTERS
+from relay.store import DEAD_LETTERS, Store
 
 # Not registered globally: scrape() puts them in each scrape's registry (or the files do).
 CALLBACKS = Counter("relay_callbacks", "Callbacks received, by outcome.", ["outcome"], registry=None)
@@ -85,9 +85,8 @@ class RedisCollector(Collector):
         yield GaugeMetricFamily(
             "relay_dead_letters", "Deliveries that failed for good.", self.redis.zcard(DEAD_LETTERS)
         )
-        yield GaugeMetricFamily(
-            "relay_workers", "Registered RQ workers.", rq.Worker.count(connection=self.redis, queue=self.queue)
-        )
+        workers = Store(self.redis, 0).live_workers()
+        yield GaugeMetricFamily("relay_workers", "Workers with a heartbeat in the last 30 s.", len(workers))
 
 
 def scrape(connection: redis.Redis, queue: rq.Queue) -> bytes:

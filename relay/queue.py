@@ -1,16 +1,22 @@
 """The delivery queue: RQ jobs that carry ids only (an event id and target names), never a URL
 or a secret. One job per event hands its targets to the worker's delivery threads; a retry is a
-job for one target."""
+job for one target.
+
+Jobs due later go to RQ's scheduled-job registry with their exact time (RQ itself keeps whole
+seconds), and every worker moves due jobs onto the queue (:func:`enqueue_due`), a few times a
+second: there is no scheduler process to lose, and a retry or a paced message runs on time as
+long as Redis and one worker are up.
+"""
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import UTC, datetime
 
 import redis
 import rq
 from rq import Retry
+from rq.job import Job
 
 from relay.config import Settings
 
@@ -19,6 +25,26 @@ DISPATCH = "relay.jobs.dispatch"
 # "abandoned" job, requeued at once) or an unexpected error. Delivery failures are retried by the
 # job itself, on its own schedule.
 CRASH_RETRY = Retry(max=5, interval=[0, 10, 30, 60, 120])
+
+# Moves due jobs from the scheduled registry to the queue. ZREM decides: of several workers
+# moving at once, exactly one moves each job.
+_ENQUEUE_DUE = """
+local now_t = redis.call('TIME')
+local now = tonumber(now_t[1]) + tonumber(now_t[2]) / 1000000
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 500)
+local moved = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    local key = ARGV[1] .. id
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[2])
+      redis.call('RPUSH', KEYS[2], id)
+      moved = moved + 1
+    end
+  end
+end
+return moved
+"""
 
 
 def delivery_queue(settings: Settings, connection: redis.Redis) -> rq.Queue:
@@ -33,19 +59,42 @@ def enqueue_delivery(
     attempt: int = 1,
     delay: float = 0.0,
     force: bool = False,
+    booked: bool = False,
     pipeline: redis.client.Pipeline | None = None,
-) -> rq.job.Job:
+) -> Job:
+    """Queue a delivery job now, or ``delay`` seconds from now (never sooner). ``booked``: the job
+    holds a rate-limit slot at its due time, and sends its first message without booking again."""
+    kwargs: dict = {"attempt": attempt, "force": force}
+    if booked:
+        kwargs["booked"] = True
     options = {
         "args": (event_id, list(targets)),
-        "kwargs": {"attempt": attempt, "force": force},
+        "kwargs": kwargs,
         "result_ttl": 0,  # a delivered job leaves nothing behind; the delivery state says it all
         "failure_ttl": 7 * 86400,
         "retry": CRASH_RETRY,
         "description": f"deliver {event_id} to {', '.join(targets)} (attempt {attempt})",
     }
-    if delay > 0:
-        # RQ's scheduler keeps whole seconds (truncated): round up, so a retry never comes sooner
-        # than a target's Retry-After asked.
-        due = datetime.fromtimestamp(math.ceil(time.time() + delay), UTC)
-        return queue.enqueue_at(due, DISPATCH, **options)
-    return queue.enqueue_call(DISPATCH, pipeline=pipeline, **options)
+    if delay <= 0:
+        return queue.enqueue_call(DISPATCH, pipeline=pipeline, **options)
+    due = time.time() + delay
+    job = queue.create_job(DISPATCH, status=rq.job.JobStatus.SCHEDULED, **options)
+    pipe = pipeline if pipeline is not None else queue.connection.pipeline()
+    queue.schedule_job(job, datetime.fromtimestamp(due, UTC), pipeline=pipe)
+    pipe.zadd(queue.scheduled_job_registry.key, {job.id: due})  # the exact time, not whole seconds
+    if pipeline is None:
+        pipe.execute()
+    return job
+
+
+class DueJobs:
+    """Moves the queue's due scheduled jobs onto it (every worker runs one, see relay.sweeper)."""
+
+    def __init__(self, queue: rq.Queue) -> None:
+        self.queue = queue
+        self.script = queue.connection.register_script(_ENQUEUE_DUE)
+
+    def enqueue(self) -> int:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # RQ's own format
+        keys = [self.queue.scheduled_job_registry.key, self.queue.key]
+        return int(self.script(keys=keys, args=[Job.redis_job_namespace_prefix, stamp]))

@@ -8,11 +8,15 @@
 - ``relay:dead``                  sorted set of ``<event id>/<target>`` by time of death.
 - ``relay:inflight``              sorted set of ``<event id>/<target>`` being posted, by the time
   the poster's lock runs out (see :mod:`relay.sweeper`).
+- ``relay:workers``               sorted set of worker names by their last heartbeat (seconds).
+
+How a delivery moves through these keys is :mod:`relay.delivery`'s business.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +26,9 @@ from relay.suno import Event, now_rfc3339
 
 DEAD_LETTERS = "relay:dead"
 INFLIGHT = "relay:inflight"
+WORKERS = "relay:workers"
+# A worker beats every few seconds (relay.sweeper); one silent for longer than this is gone.
+WORKER_SILENCE = 30.0
 
 QUEUED, SENDING, RETRYING, DELIVERED, DEAD = "queued", "sending", "retrying", "delivered", "dead"
 
@@ -62,51 +69,12 @@ class DeliveryState:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class LockLost(Exception):
-    """The delivery's lock expired while we held it: another worker may own the delivery now."""
-
-
 class Store:
     """Reads and writes of the layout above, on one Redis connection."""
 
     def __init__(self, connection: redis.Redis, ttl: int) -> None:
         self.redis = connection
         self.ttl = ttl
-        self._renew = connection.register_script(_RENEW)
-        self._release = connection.register_script(_RELEASE)
-
-    def lock_and_read(self, event_id: str, target: str, token: str, ttl: float) -> DeliveryState | None:
-        """Take the delivery's lock and read its state in one round trip; None if it is held.
-
-        The state is read after the lock is taken (commands run in order), so a job that held the
-        lock before us and delivered is seen as delivered."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(lock_key(event_id, target), token, nx=True, px=int(ttl * 1000))
-            pipe.hget(deliveries_key(event_id), target)
-            taken, raw = pipe.execute()
-        return DeliveryState.from_json(raw) if taken else None
-
-    def renew_lock(self, event_id: str, target: str, token: str, ttl: float, pipeline: Any) -> None:
-        """Queue a renewal on ``pipeline``; its result (0 when lost) is checked by the caller."""
-        self._renew(keys=[lock_key(event_id, target)], args=[token, int(ttl * 1000)], client=pipeline)
-
-    def unlock(self, event_id: str, target: str, token: str, done: bool = True) -> None:
-        """Release the lock (if still ours) and, when ``done``, drop the in-flight mark."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            if done:
-                pipe.zrem(INFLIGHT, f"{event_id}/{target}")
-            self._release(keys=[lock_key(event_id, target)], args=[token], client=pipe)
-            pipe.execute()
 
     def load_event(self, event_id: str) -> Event | None:
         raw = self.redis.get(event_key(event_id))
@@ -148,9 +116,8 @@ class Store:
         client = pipeline if pipeline is not None else self.redis
         client.zrem(DEAD_LETTERS, f"{event_id}/{target}")
 
-    def enter_inflight(self, event_id: str, targets: list[str], lock_expires_at: float, pipeline: Any = None) -> None:
-        client = pipeline if pipeline is not None else self.redis
-        client.zadd(INFLIGHT, {f"{event_id}/{target}": lock_expires_at for target in targets})
+    def enter_inflight(self, event_id: str, targets: list[str], lock_expires_at: float) -> None:
+        self.redis.zadd(INFLIGHT, {f"{event_id}/{target}": lock_expires_at for target in targets})
 
     def abandoned(self, now: float) -> list[tuple[str, str]]:
         """Deliveries whose poster's lock ran out without it finishing (it died)."""
@@ -162,3 +129,19 @@ class Store:
         if self.redis.exists(lock_key(event_id, target)):
             return False
         return bool(self.redis.zrem(INFLIGHT, f"{event_id}/{target}"))
+
+    def beat(self, worker: str, now: float | None = None) -> None:
+        self.redis.zadd(WORKERS, {worker: time.time() if now is None else now})
+
+    def forget_worker(self, worker: str) -> None:
+        self.redis.zrem(WORKERS, worker)
+
+    def live_workers(self, now: float | None = None) -> list[tuple[str, float]]:
+        """Workers heard from within WORKER_SILENCE: (name, seconds since its last heartbeat),
+        most recent first. Older entries are dropped."""
+        now = time.time() if now is None else now
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(WORKERS, 0, now - WORKER_SILENCE)
+            pipe.zrevrange(WORKERS, 0, -1, withscores=True)
+            _, entries = pipe.execute()
+        return [(name.decode(), max(0.0, now - score)) for name, score in entries]

@@ -1,12 +1,15 @@
 """Hands on deliveries whose worker died mid-post (SIGKILL, a crashed dyno).
 
 A worker posting a message keeps the delivery in ``relay:inflight``, scored by when its lock runs
-out (:func:`relay.jobs.lock_seconds`, renewed per message). Every worker runs a sweeper thread:
+out (:func:`relay.delivery.lock_seconds`, renewed per message). Every worker runs a sweeper thread:
 an entry past its time whose lock is gone was abandoned, and is queued again; the new job resumes
 after the last message the target accepted. RQ's own abandoned-job handling (heartbeat expiry,
 about 70 s) stays as the second net, for a job killed before it started posting.
 
-The same thread queues a poll for any watched task whose poll job was lost (see relay.watch).
+The same thread, every worker's, moves due scheduled jobs onto the queue a few times a second
+(:class:`relay.queue.DueJobs`), records the worker's heartbeat (``relay:workers``, read by
+``check`` and ``/readyz``), and queues a poll for any watched task whose poll job was lost (see
+relay.watch). Through a Redis outage it waits, logging once (relay.outage).
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ import logging
 import threading
 import time
 
+import redis
 import rq
 
-from relay.queue import enqueue_delivery
+from relay.outage import OUTAGE, is_outage
+from relay.queue import DueJobs, enqueue_delivery
 from relay.store import DEAD, Store
 from relay.watch import Watchlist
 
 log = logging.getLogger("relay.sweeper")
 SWEEP_INTERVAL = 5.0
+TICK = 0.2  # due jobs run at most this late
 
 
 MAX_SWEEPS = 5  # a delivery that keeps crashing its worker is a bug: dead-letter it, loudly
@@ -57,18 +63,32 @@ class Sweeper(threading.Thread):
         queue: rq.Queue,
         watchlist: Watchlist,
         poll_interval: float,
+        worker_name: str,
         interval: float = SWEEP_INTERVAL,
     ) -> None:
         super().__init__(name="relay-sweeper", daemon=True)
         self.store, self.queue, self.watchlist = store, queue, watchlist
-        self.poll_interval, self.interval = poll_interval, interval
+        self.poll_interval, self.interval, self.worker_name = poll_interval, interval, worker_name
+        self.due = DueJobs(queue)
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.wait(self.interval):
+        next_sweep = 0.0
+        while not self.stopped.wait(TICK):
             try:
-                sweep(self.store, self.queue)
-                for task_id in self.watchlist.requeue_overdue(self.poll_interval):
-                    log.warning("lost poll queued again", extra={"task_id": task_id})
-            except Exception:  # Redis away for a moment: the next round tries again
+                self.due.enqueue()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.interval
+                    self.store.beat(self.worker_name)
+                    sweep(self.store, self.queue)
+                    for task_id in self.watchlist.requeue_overdue(self.poll_interval):
+                        log.warning("lost poll queued again", extra={"task_id": task_id})
+                OUTAGE.up()
+            except redis.RedisError as exc:
+                if not is_outage(exc):
+                    log.warning("sweep failed", exc_info=True)
+                    continue
+                OUTAGE.down(exc)
+                self.stopped.wait(1.0)
+            except Exception:  # a bug must not stop the worker's clock
                 log.warning("sweep failed", exc_info=True)

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
-from rq import Worker
 
 from relay.admin import task_status
 from relay.metrics import CALLBACKS, INGEST_SECONDS, scrape
@@ -160,17 +159,18 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> Response:
     """200 when Redis answers. Also says (without failing: the web process itself is fine) when no
-    worker is registered, since callbacks are then acknowledged but not delivered. A worker that
-    died without a word stays registered until its registration expires (about 7 minutes)."""
+    worker is alive, since callbacks are then acknowledged but not delivered. A worker counts while
+    its heartbeat (every 5 s) is under WORKER_SILENCE old: a dead one drops out within 30 s."""
     relay = current_app.extensions["relay"]
     try:
-        relay.redis.ping()
-        workers = Worker.count(connection=relay.redis, queue=relay.queue)
+        workers = relay.store.live_workers()
     except redis.RedisError as exc:
         response = jsonify(status="unavailable", redis=type(exc).__name__)
         response.status_code = 503
         return response
-    body = {"status": "ok", "redis": "ok", "workers": workers}
-    if not workers:
+    body: dict = {"status": "ok", "redis": "ok", "workers": len(workers)}
+    if workers:
+        body["latest_heartbeat_s"] = round(workers[0][1], 1)
+    else:
         body["warning"] = "no worker is running: callbacks are acknowledged but not delivered"
     return jsonify(body)

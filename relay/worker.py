@@ -3,29 +3,119 @@
 - It runs jobs in its own process (RQ's ``SimpleWorker``, no fork per job) and posts in a pool of
   delivery threads (``RELAY_WORKER_THREADS``): a delivery job only hands its targets over, so a
   slow target holds one thread, not the worker, and nothing waits on a fork.
+- It rides out Redis outages (stopped, restarting, full, failing over): every Redis step waits
+  and tries again (:mod:`relay.outage`), logging one line when Redis goes and one when it is
+  back, and a job whose end RQ could not record is queued again once Redis answers (every job is
+  safe to run twice). It starts while Redis is away, too, and waits for it.
+- Due jobs (retries, paced messages, polls) are moved onto the queue by every worker a few times
+  a second (:class:`relay.queue.DueJobs`, run by the sweeper thread); RQ's scheduler process is
+  not used, so there is none to lose.
 - SIGTERM (a deploy, a restart: the platform sends it, then SIGKILL 30 s later) is a warm
-  shutdown: the worker takes no new job and lets every delivery under way finish (each is
-  bounded by the HTTP timeouts, well under 30 s) before it exits.
+  shutdown: the worker takes no new job, each delivery thread finishes the message in flight
+  (bounded by the POST deadline) and hands the rest back, and the process exits well within 25 s.
 - A worker killed without warning (SIGKILL, a crashed dyno) leaves its deliveries marked in
   flight; once their locks expire, any worker's sweeper queues them again (relay.sweeper), and
-  each resumes after the last message its target accepted: delivery completes well within
-  2 minutes of a worker being available. RQ's abandoned-job handling stays as a second net.
+  each resumes after the last message its target accepted.
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
 import redis
 from rq import SimpleWorker
+from rq.exceptions import DequeueTimeout
+from rq.worker import WorkerStatus
 
 from relay.config import Settings
+from relay.outage import OUTAGE, is_outage
 from relay.queue import delivery_queue
 
+log = logging.getLogger("relay.worker")
 MONITORING_INTERVAL = 10
 MAINTENANCE_INTERVAL = 15
+# RQ blocks on the queue for worker_ttl - 15 s and sets the socket timeout 10 s above that.
+WORKER_TTL = 30
+# After SIGTERM: what is left for recording results before the platform's SIGKILL (30 s).
+STOP_BUDGET = 20.0
 
 
 class RelayWorker(SimpleWorker):
-    pass
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        OUTAGE.stop(within=STOP_BUDGET)
+        super().request_stop(signum, frame)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's, through an outage: RQ's own retries grow to a minute between tries (so an idle
+        worker came back ~30 s after Redis did) and log each try."""
+
+        def attempt() -> Any:
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            return self.queue_class.dequeue_any(
+                self._ordered_queues,
+                timeout,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class,
+            )
+
+        OUTAGE.call(lambda: self.set_state(WorkerStatus.IDLE))
+        while True:
+            try:
+                result = OUTAGE.call(attempt)
+            except DequeueTimeout:
+                continue
+            if result is not None:
+                job, queue = result
+                self.reorder_queues(reference_queue=queue)
+                job.redis_server_version = OUTAGE.call(self.get_redis_server_version)
+                self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
+            return result
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        try:
+            super().execute_job(job, queue)
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
+            # RQ could not record the job's start or end. Run it again once Redis answers: the
+            # relay's jobs are idempotent, and RQ's abandoned-job handling would wait minutes.
+            OUTAGE.down(exc)
+            OUTAGE.call(lambda: queue.enqueue_job(job))
+            log.warning("job queued again after a redis outage", extra={"job_id": job.id})
+
+    def check_for_suspension(self, burst: bool) -> None:
+        OUTAGE.call(lambda: super(RelayWorker, self).check_for_suspension(burst))
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            return super().heartbeat(timeout, pipeline)
+        try:
+            super().heartbeat(timeout)
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
+            OUTAGE.down(exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
+            OUTAGE.down(exc)
+            self.last_cleaned_at = datetime.now(UTC)  # next round, not at every loop
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except redis.RedisError as exc:
+            log.warning("could not unregister from redis", extra={"reason": type(exc).__name__})
 
 
 def build_worker(settings: Settings, connection: redis.Redis) -> RelayWorker:
@@ -34,4 +124,5 @@ def build_worker(settings: Settings, connection: redis.Redis) -> RelayWorker:
         connection=connection,
         job_monitoring_interval=MONITORING_INTERVAL,
         maintenance_interval=MAINTENANCE_INTERVAL,
+        worker_ttl=WORKER_TTL,
     )

@@ -108,7 +108,7 @@ def test_check_validates_pings_and_sends_test_messages(relay_env, receivers) -> 
     _, env, slack, _ = relay_env
     quiet = cli(env, "check")
     assert quiet.returncode == 0, quiet.stderr
-    assert "configuration: ok" in quiet.stdout and "redis: ok (0 worker(s) registered)" in quiet.stdout
+    assert "configuration: ok" in quiet.stdout and "redis: ok (0 worker(s) alive" in quiet.stdout
     assert "target slack" in quiet.stdout and "127.0.0.1" in quiet.stdout and "/hook" not in quiet.stdout
     assert slack.attempts == []  # nothing sent without --send-test
 

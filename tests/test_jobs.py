@@ -174,7 +174,7 @@ def test_console_target_logs_the_message(make_settings, redis_conn, sample, caps
 
 def test_filters_route_failures_only(make_settings, redis_conn, receivers) -> None:
     ops, everyone = receivers(), receivers()
-    settings = make_settings(SLACK_WEBHOOK_URL=f"{ops.url}#name=ops&only=failed,{everyone.url}")
+    settings = make_settings(SLACK_WEBHOOK_URL=f"{ops.url}#name=ops&only=failed&rate=100/1s,{everyone.url}#rate=100/1s")
     runtime = jobs.configure(settings, redis_conn)
     ok = normalise(
         {"code": 200, "data": {"task_id": "a", "data": [{"text": "la", "title": "A", "status": "complete"}]}}

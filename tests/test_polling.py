@@ -13,7 +13,7 @@ import redis
 import requests
 from rq import SimpleWorker
 
-from relay import create_app, jobs
+from relay import create_app, jobs, polling
 from relay.suno import event_id, from_record
 from relay.suno_api import SunoAPIError, SunoClient
 from relay.watch import NO_CALLBACK_URL, WATCHLIST
@@ -177,15 +177,15 @@ def test_rate_limited_polling_backs_off_for_every_poller(relay_env, suno) -> Non
         runtime.watchlist.add(task, 0, 600)
     suno.errors += [430, 455]
     assert jobs.poll("a").startswith("poll failed: Suno API 430")
-    first_cooldown = runtime.redis.pttl(jobs.PROVIDER_COOLDOWN)
+    first_cooldown = runtime.redis.pttl(polling.PROVIDER_COOLDOWN)
     assert 1500 < first_cooldown <= 2000
     calls = len(suno.requests)
     assert jobs.poll("b") == "provider cooling down" and len(suno.requests) == calls  # b did not ask
-    runtime.redis.delete(jobs.PROVIDER_COOLDOWN)
+    runtime.redis.delete(polling.PROVIDER_COOLDOWN)
     assert jobs.poll("b").startswith("poll failed: Suno API 455")
-    assert 3500 < runtime.redis.pttl(jobs.PROVIDER_COOLDOWN) <= 4000  # doubled
-    runtime.redis.delete(jobs.PROVIDER_COOLDOWN)
-    assert jobs.poll("a") == "pending" and not runtime.redis.exists(jobs.PROVIDER_ERRORS)
+    assert 3500 < runtime.redis.pttl(polling.PROVIDER_COOLDOWN) <= 4000  # doubled
+    runtime.redis.delete(polling.PROVIDER_COOLDOWN)
+    assert jobs.poll("a") == "pending" and not runtime.redis.exists(polling.PROVIDER_ERRORS)
     assert "Suno API 455" in runtime.watchlist.get("b").last_error
 
 

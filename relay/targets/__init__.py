@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 
 from relay.config import Settings, TargetSpec
+from relay.http import new_session
 from relay.targets.base import Outcome, Target
 from relay.targets.console import ConsoleTarget
 from relay.targets.discord import DiscordTarget
@@ -36,8 +37,5 @@ def build_target(spec: TargetSpec, settings: Settings, session: requests.Session
 def build_targets(settings: Settings) -> dict[str, Target]:
     """Every configured target by name; they share one HTTP session (connection pooling), with
     room for every delivery thread."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=max(10, settings.worker_threads))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    session = new_session(settings.worker_threads)
     return {spec.name: build_target(spec, settings, session) for spec in settings.targets}

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
-
+from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
     MAX_RETRY_AFTER,
@@ -89,7 +88,7 @@ class DiscordTarget(Target):
         note = f"⚠️ {omitted} more message(s) of lyrics were not sent: they exceed the relay's limit."
         return {"content": note, "allowed_mentions": NO_MENTIONS}
 
-    def describe_error(self, response: requests.Response) -> str:
+    def describe_error(self, response: Answer) -> str:
         try:
             body = response.json()
         except ValueError:
@@ -99,7 +98,7 @@ class DiscordTarget(Target):
             return short_text(f"{body['message']}{code}")
         return super().describe_error(response)
 
-    def retry_after(self, response: requests.Response) -> float | None:
+    def retry_after(self, response: Answer) -> float | None:
         # Discord puts a float `retry_after` (seconds) in the JSON body of a 429; use the larger
         # of it and the header, so that we never come back sooner than asked.
         header = super().retry_after(response)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
-
+from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
     Outcome,
@@ -86,7 +85,7 @@ class SlackTarget(Target):
         note = f":warning: {omitted} more message(s) of lyrics were not sent: they exceed the relay's limit."
         return {"text": f"{fallback} (truncated)", "blocks": [_section(note), footer]}
 
-    def classify(self, response: requests.Response) -> Outcome:
+    def classify(self, response: Answer) -> Outcome:
         outcome = super().classify(response)
         answer = response.text.strip()
         if outcome.ok or answer not in PERMANENT_ERRORS:

@@ -1,0 +1,322 @@
+"""One delivery: an event to one target, as a small state machine kept in Redis.
+
+    begin ──▶ send ──▶ (progress ──▶ send)* ──▶ finish
+
+- **begin** (one Lua step): take the delivery's lock (or find it held), read its state, and unless
+  the target already has the event: mark it in flight and book the first message's rate-limit
+  slot. A target that already has it costs this one round trip.
+- **progress** (one Lua step, between the messages of a long event): only while the lock is still
+  ours: record the message the target just accepted, renew the lock, book the next slot.
+- **finish** (one Lua step): only while the lock is not someone else's: the outcome (delivered,
+  dead, retrying with its job, paced or handed back with its job), the in-flight mark dropped,
+  the dead letters and the metrics, and the lock released, all at once.
+
+So a one-message delivery costs two round trips, and a thread whose lock was taken over (it stalled
+past the lock's lifetime) records nothing. Messages are rendered before the lock is taken, so the
+lock's clock only runs while posting. Each step is retried through a Redis outage
+(:mod:`relay.outage`): a message the target accepted is recorded once Redis answers again, never
+posted again. A rate-limit wait longer than :data:`MAX_PACING_SLEEP` is not slept: the delivery is
+scheduled for its booked slot and the thread is free. On SIGTERM a delivery finishes the message
+in flight and hands the rest back, resuming after the last accepted message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import rq
+
+from relay.config import Settings
+from relay.metrics import record_delivery
+from relay.outage import OUTAGE
+from relay.queue import enqueue_delivery
+from relay.ratelimit import BOOK, NO_LIMIT_MS, interval_ms, rate_key
+from relay.scripts import REPLAY, pack, record
+from relay.store import (
+    DEAD,
+    DEAD_LETTERS,
+    DELIVERED,
+    INFLIGHT,
+    RETRYING,
+    SENDING,
+    DeliveryState,
+    deliveries_key,
+    event_key,
+    lock_key,
+)
+from relay.suno import Event
+from relay.targets import Target
+from relay.targets.base import Outcome
+
+log = logging.getLogger("relay.jobs")
+# A rate-limit wait up to this long is slept; a longer one is scheduled instead.
+MAX_PACING_SLEEP = 0.1
+LOCK_MARGIN = 5.0
+BUG_NOTE = "the target rejected our payload: a relay bug, please report it with this line"
+
+_BEGIN = (
+    BOOK
+    + """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return {0, '', redis.call('PTTL', KEYS[1])} end
+local state = redis.call('HGET', KEYS[2], ARGV[3]) or ''
+if ARGV[6] ~= '1' and state ~= '' and cjson.decode(state)['state'] == 'delivered' then
+  if holder then redis.call('DEL', KEYS[1]) end
+  redis.call('ZREM', KEYS[3], ARGV[4])
+  return {2, state, 0}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+local wait = 0
+if tonumber(ARGV[7]) > 0 then wait = book(KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[8])) end
+return {1, state, wait}
+"""
+)
+_PROGRESS = (
+    BOOK
+    + """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+return book(KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[8]))
+"""
+)
+_FINISH = (
+    REPLAY
+    + """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+replay(2)
+if holder then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+)
+
+
+class LockLost(Exception):
+    """Another worker took the delivery over while this one still worked on it."""
+
+
+def lock_seconds(settings: Settings) -> float:
+    """How long one worker may hold a delivery without renewing: one POST's deadline, a pacing
+    sleep and a margin, no more, so that the lock of a killed worker frees itself soon and the
+    sweeper can hand the delivery to another."""
+    return settings.http_timeout + MAX_PACING_SLEEP + LOCK_MARGIN
+
+
+def backoff_delay(settings: Settings, attempt: int) -> float:
+    """Delay before attempt ``attempt + 1``: the ``RELAY_BACKOFF`` schedule, ±20 % jitter."""
+    schedule = settings.backoff
+    base = schedule[min(attempt, len(schedule)) - 1]
+    return base * random.uniform(0.8, 1.2)
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _since(rfc3339: str) -> float:
+    return max(0.0, time.time() - datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
+
+
+@dataclass
+class Context:
+    """What a delivery needs of the worker: settings, Redis (its own pool), the queue."""
+
+    settings: Settings
+    redis: redis.Redis
+    queue: rq.Queue
+    scripts: dict[str, Any] = field(default_factory=dict)
+
+    def script(self, name: str, source: str) -> Any:
+        if name not in self.scripts:
+            self.scripts[name] = self.redis.register_script(source)
+        return self.scripts[name]
+
+
+class Delivery:
+    """One attempt at delivering ``event`` to ``target``."""
+
+    def __init__(
+        self, ctx: Context, event: Event, target: Target, attempt: int = 1, force: bool = False, booked: bool = False
+    ) -> None:
+        self.ctx, self.event, self.target = ctx, event, target
+        self.attempt, self.force, self.booked = attempt, force, booked
+        self.token = uuid.uuid4().hex
+        self.member = f"{event.id}/{target.name}"
+        self.keys = [lock_key(event.id, target.name), deliveries_key(event.id), INFLIGHT, rate_key(target.name)]
+        self.context: dict[str, Any] = {
+            "event_id": event.id,
+            "target": target.name,
+            "attempt": attempt,
+            "task_id": event.task_id,
+        }
+        self.state = DeliveryState()
+
+    # The state machine's steps ------------------------------------------------------------
+
+    def run(self) -> str:
+        """Deliver what the target has not accepted yet; returns what happened."""
+        messages = self.target.render(self.event)  # before the lock's clock starts
+        began = self._begin()
+        if began is not None:
+            return began
+        started = time.monotonic()
+        outcome = Outcome(ok=True, reason="nothing left to send")
+        while self.state.parts_sent < len(messages):
+            if self.wait > MAX_PACING_SLEEP:
+                return self._hand_back(self.wait, "paced by rate limit")
+            time.sleep(self.wait)
+            outcome = self.target.send(messages[self.state.parts_sent], self.event)
+            if not outcome.ok:
+                break
+            self.state.parts_sent += 1
+            if self.state.parts_sent == len(messages):
+                break
+            if OUTAGE.stopping.is_set():
+                return self._hand_back(0, "handed back at shutdown")
+            self._progress()
+        self.context["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        return self._settle(outcome)
+
+    def _begin(self) -> str | None:
+        """Lock, read, mark in flight, book; None when there is something to send."""
+        settings = self.ctx.settings
+        ttl = lock_seconds(settings)
+        interval = 0 if self.booked else interval_ms(*self.target.spec.rate)
+        args = [self.token, int(ttl * 1000), self.target.name, self.member, time.time() + ttl]
+        args += [int(self.force), interval, NO_LIMIT_MS]
+        taken, raw, number = OUTAGE.call(lambda: self.ctx.script("begin", _BEGIN)(keys=self.keys, args=args))
+        if taken == 0:
+            # Another job is posting this delivery right now; look again once its lock must be gone.
+            delay = max(int(number), 0) / 1000 + 1
+            OUTAGE.call(
+                lambda: enqueue_delivery(
+                    self.ctx.queue, self.event.id, [self.target.name], attempt=self.attempt, delay=delay
+                )
+            )
+            return "busy"
+        if taken == 2:
+            log.info("already delivered", extra=self.context)
+            return "already delivered"
+        self.state = DeliveryState.from_json(raw)
+        if self.force and self.state.state == DELIVERED:
+            self.state.parts_sent = 0
+        self.state.state, self.state.attempt, self.state.next_at = SENDING, self.attempt, None
+        self.wait = int(number) / 1000
+        return None
+
+    def _progress(self) -> None:
+        """Record the accepted message, renew the lock, book the next slot (one round trip)."""
+        ttl = lock_seconds(self.ctx.settings)
+        self.state.at = _now()
+        args = [self.token, int(ttl * 1000), self.target.name, self.state.to_json(), self.member, time.time() + ttl]
+        args += [interval_ms(*self.target.spec.rate), NO_LIMIT_MS]
+        wait = OUTAGE.call(lambda: self.ctx.script("progress", _PROGRESS)(keys=self.keys, args=args), _give_up())
+        if int(wait) < 0:
+            log.error("lock lost: another worker took this delivery over", extra=self.context)
+            raise LockLost(self.member)
+        self.wait = int(wait) / 1000
+
+    def _finish(self, write: Any) -> bool:
+        """Apply ``write(pipeline)``'s commands and release the lock, unless another worker holds
+        it now; retried through an outage. Returns False when the lock was lost."""
+        commands = record(self.ctx.redis, write)
+        args = [self.token, *pack(commands)]
+        applied = OUTAGE.call(lambda: self.ctx.script("finish", _FINISH)(keys=self.keys[:1], args=args), _give_up())
+        if not applied:
+            log.error("lock lost: another worker took this delivery over; nothing recorded", extra=self.context)
+        return bool(applied)
+
+    # Outcomes ----------------------------------------------------------------------------------
+
+    def _save(self, pipe: Any) -> None:
+        self.state.at = _now()
+        pipe.hset(deliveries_key(self.event.id), self.target.name, self.state.to_json())
+
+    def _settle(self, outcome: Outcome) -> str:
+        """Record the attempt's result: delivered, dead, or retrying at the right time."""
+        settings, state, target = self.ctx.settings, self.state, self.target.name
+        if outcome.ok:
+            state.state, state.reason = DELIVERED, ""
+
+            def delivered(pipe: Any) -> None:
+                self._save(pipe)
+                pipe.zrem(INFLIGHT, self.member)
+                pipe.zrem(DEAD_LETTERS, self.member)
+                record_delivery(pipe, target, "delivered", _since(self.event.received_at))
+
+            if self._finish(delivered):
+                log.info("delivered", extra={**self.context, "messages": state.parts_sent})
+            return "delivered"
+
+        state.reason = outcome.reason
+        if outcome.permanent or self.attempt >= settings.max_attempts:
+            state.state = DEAD
+
+            def dead(pipe: Any) -> None:
+                self._save(pipe)
+                pipe.zrem(INFLIGHT, self.member)
+                pipe.zadd(DEAD_LETTERS, {self.member: time.time()})
+                # Dead letters are kept at least as long as their event: both get a fresh TTL.
+                for key in (event_key(self.event.id), deliveries_key(self.event.id)):
+                    pipe.expire(key, settings.dedup_ttl)
+                record_delivery(pipe, target, "dead")
+
+            if self._finish(dead):
+                if outcome.status == 400 or "invalid_payload" in outcome.reason:
+                    self.context["note"] = (
+                        "the target rejected our payload: a relay bug, please report it with this line"
+                    )
+                log.error("dead", extra={**self.context, "reason": outcome.reason})
+            return f"dead: {outcome.reason}"
+
+        delay = backoff_delay(settings, self.attempt)
+        if outcome.status == 429:
+            # Not a failure of the target: come back when asked (never sooner), not on the backoff.
+            delay = (outcome.retry_after if outcome.retry_after is not None else delay) + random.uniform(0.05, 0.25)
+        elif outcome.retry_after is not None:
+            delay = max(delay, outcome.retry_after)
+        self._schedule(delay, outcome.reason, "retrying", attempt=self.attempt + 1)
+        return f"retrying in {delay:.1f}s: {outcome.reason}"
+
+    def _hand_back(self, delay: float, reason: str) -> str:
+        """Not sent now: schedule the rest for ``delay`` (a booked slot, or at once at shutdown)."""
+        self._schedule(delay, reason, "paced", attempt=self.attempt, booked=delay > 0)
+        return reason
+
+    def _schedule(self, delay: float, reason: str, outcome: str, attempt: int, booked: bool = False) -> None:
+        state = self.state
+        state.state, state.reason, state.next_at = RETRYING, reason, iso(time.time() + delay)
+
+        def retry(pipe: Any) -> None:
+            self._save(pipe)
+            pipe.zrem(INFLIGHT, self.member)
+            enqueue_delivery(
+                self.ctx.queue, self.event.id, [self.target.name], attempt=attempt, delay=delay, booked=booked,
+                force=self.force, pipeline=pipe,
+            )  # fmt: skip
+            record_delivery(pipe, self.target.name, outcome)
+
+        if self._finish(retry):
+            extra = {**self.context, "reason": reason, "next_attempt": attempt, "delay_s": round(delay, 2)}
+            log.log(logging.INFO if outcome == "paced" else logging.WARNING, "retrying", extra=extra)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _give_up() -> float | None:
+    """Through an outage a result is kept and retried until Redis answers; after SIGTERM only
+    until the stop deadline (the platform's SIGKILL comes 30 s after SIGTERM)."""
+    return OUTAGE.give_up_at

@@ -1,0 +1,74 @@
+"""Polling the provider for watched tasks (see relay.watch): one scheduled job per watched task,
+rescheduling itself until the task's result arrives by either path, or its deadline passes.
+
+All pollers share ``RELAY_POLL_RATE``; when the provider asks to slow down (405, 430, 455, 5xx)
+every poller backs off, doubling up to :data:`MAX_PROVIDER_BACKOFF`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from relay.suno import PayloadError, from_record, timed_out
+from relay.suno_api import SunoAPIError
+
+log = logging.getLogger("relay.jobs")
+# Waits for a rate-limit slot up to this long inside the job; a longer one is rescheduled.
+MAX_PACING_SLEEP = 5.0
+PROVIDER_COOLDOWN = "relay:suno:cooldown"
+PROVIDER_ERRORS = "relay:suno:errors"
+MAX_PROVIDER_BACKOFF = 600.0
+
+
+def poll(rt: Any, task_id: str) -> str:
+    """Ask the provider for a watched task's result; deliver it, or look again later."""
+    watch = rt.watchlist.get(task_id)
+    context = {"task_id": task_id}
+    if watch is None:
+        return "not watched"  # its result arrived, or it was never watched
+    if rt.store.event_ids(task_id):
+        rt.watchlist.remove(task_id)
+        return "already received"
+    now = time.time()
+    if now >= watch.deadline:
+        rt.ingest(timed_out(task_id, now - watch.since, watch.last_error))
+        log.warning("poll deadline passed", extra={**context, "last_error": watch.last_error})
+        return "timed out"
+    cooldown = rt.redis.pttl(PROVIDER_COOLDOWN)
+    if cooldown > 0:  # the provider asked everyone to slow down
+        rt.watchlist.schedule(task_id, cooldown / 1000 + random.uniform(0, 2))
+        return "provider cooling down"
+    wait = rt.limiter.reserve("suno-api", *rt.settings.poll_rate)
+    if wait > MAX_PACING_SLEEP:
+        rt.watchlist.schedule(task_id, wait)
+        return "paced"
+    time.sleep(wait)
+    try:
+        event = from_record(rt.suno.record_info(task_id), task_id)
+    except (SunoAPIError, PayloadError) as exc:
+        return _poll_failed(rt, task_id, exc, context)
+    rt.redis.delete(PROVIDER_ERRORS)
+    if event is None:
+        rt.watchlist.schedule(task_id, rt.settings.poll_interval)
+        return "pending"
+    fresh = rt.ingest(event)  # the same door as callbacks: a task both polled and called back is sent once
+    rt.watchlist.remove(task_id)
+    log.info("polled", extra={**context, "event_id": event.id, "type": event.type, "fresh": fresh})
+    return "received" if fresh else "duplicate"
+
+
+def _poll_failed(rt: Any, task_id: str, exc: Exception, context: dict) -> str:
+    rt.watchlist.note_error(task_id, str(exc))
+    delay = rt.settings.poll_interval
+    if getattr(exc, "retryable", False):
+        # Rate limited, maintenance or a server error: every poller backs off, doubling each time.
+        errors = rt.redis.incr(PROVIDER_ERRORS)
+        rt.redis.expire(PROVIDER_ERRORS, int(MAX_PROVIDER_BACKOFF * 2))
+        delay = min(rt.settings.poll_interval * 2 ** (errors - 1), MAX_PROVIDER_BACKOFF)
+        rt.redis.set(PROVIDER_COOLDOWN, 1, px=int(delay * 1000))
+    rt.watchlist.schedule(task_id, delay)
+    log.warning("poll failed", extra={**context, "reason": str(exc), "next_poll_s": round(delay, 1)})
+    return f"poll failed: {exc}"
