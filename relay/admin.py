@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,12 +20,25 @@ def describe(state: DeliveryState) -> str:
     if state.state == DELIVERED:
         return f"delivered at {state.at}"
     if state.state == RETRYING:
-        return f"retrying (attempt {state.attempt + 1}, next at {state.next_at}): last error {state.reason}"
+        late = _overdue(state.next_at)
+        due = f"overdue by {late:.0f}s (was due at {state.next_at})" if late else f"next at {state.next_at}"
+        return f"retrying (attempt {state.attempt + 1}, {due}): last error {state.reason}"
     if state.state == SENDING:
         return f"sending (attempt {state.attempt})"
     if state.state == DEAD:
         return f"dead: {state.reason}"
     return "received"
+
+
+OVERDUE_AFTER = 10.0  # due work runs within a second while a worker is up: this late means none is
+
+
+def _overdue(rfc3339: str | None, now: float | None = None) -> float:
+    """Seconds past due (0 when not overdue by more than OVERDUE_AFTER)."""
+    if not rfc3339:
+        return 0.0
+    late = (time.time() if now is None else now) - datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+    return late if late > OVERDUE_AFTER else 0.0
 
 
 def task_status(store: Store, task_id: str) -> dict[str, Any] | None:

@@ -40,9 +40,7 @@ def worker(burst: bool) -> None:
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    # Two connections: RQ raises the socket timeout of its own (for long blocking pops); the
-    # delivery threads keep the relay's short timeouts on theirs.
-    connection, rq_connection = connect(settings), connect(settings)
+    connection, rq_connection = worker_connections(settings)
     OUTAGE.wait_for(connection)  # a worker started before Redis (or with a TLS problem) waits
     runtime = jobs.configure(settings, connection, threads=settings.worker_threads)
     rq_worker = OUTAGE.call(lambda: build_worker(settings, rq_connection))
@@ -57,6 +55,12 @@ def worker(burst: bool) -> None:
         sweeper.stopped.set()
         with contextlib.suppress(Exception):
             runtime.store.forget_worker(rq_worker.name)
+
+
+def worker_connections(settings: Settings):
+    """The jobs' connection and RQ's: RQ raises the socket timeout of its own (for long blocking
+    pops), and a hung Redis must not block a delivery thread for minutes."""
+    return connect(settings), connect(settings)
 
 
 def _store_and_queue(settings: Settings):

@@ -86,7 +86,7 @@ class RedisCollector(Collector):
             "relay_dead_letters", "Deliveries that failed for good.", self.redis.zcard(DEAD_LETTERS)
         )
         workers = Store(self.redis, 0).live_workers()
-        yield GaugeMetricFamily("relay_workers", "Workers with a heartbeat in the last 30 s.", len(workers))
+        yield GaugeMetricFamily("relay_workers", "Workers with a heartbeat in the last 10 s.", len(workers))
 
 
 def scrape(connection: redis.Redis, queue: rq.Queue) -> bytes:

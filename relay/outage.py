@@ -24,10 +24,23 @@ _TRANSIENT_REPLIES = ("OOM", "LOADING", "READONLY", "MASTERDOWN", "MISCONF", "TR
 MAX_WAIT = 2.0
 
 
+_TRANSIENT_ERRORS = (
+    redis.ConnectionError,  # includes BusyLoadingError (LOADING)
+    redis.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,  # includes MasterDownError
+    redis.exceptions.TryAgainError,
+)
+
+
 def is_outage(exc: BaseException) -> bool:
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+    if isinstance(exc, _TRANSIENT_ERRORS):
         return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
+    text = str(exc)
+    return isinstance(exc, redis.ResponseError) and (
+        text.startswith(_TRANSIENT_REPLIES) or "used memory > 'maxmemory'" in text
+    )
 
 
 def describe(exc: BaseException) -> str:
@@ -40,7 +53,8 @@ def describe(exc: BaseException) -> str:
             "set REDIS_TLS_VERIFY=false for a self-signed certificate (platform add-ons use them)"
         )
     if isinstance(exc, redis.ResponseError):
-        return f"Redis refuses writes: {text.split(chr(10))[0][:120]}"
+        kind = "OOM, Redis is full" if isinstance(exc, redis.exceptions.OutOfMemoryError) else type(exc).__name__
+        return f"Redis refuses writes ({kind}): {text.splitlines()[0][:120] if text else ''}"
     return f"cannot reach REDIS_URL ({type(exc).__name__})"
 
 

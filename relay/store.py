@@ -27,8 +27,8 @@ from relay.suno import Event, now_rfc3339
 DEAD_LETTERS = "relay:dead"
 INFLIGHT = "relay:inflight"
 WORKERS = "relay:workers"
-# A worker beats every few seconds (relay.sweeper); one silent for longer than this is gone.
-WORKER_SILENCE = 30.0
+# A worker beats every second (relay.sweeper); one silent for longer than this is gone.
+WORKER_SILENCE = 10.0
 
 QUEUED, SENDING, RETRYING, DELIVERED, DEAD = "queued", "sending", "retrying", "delivered", "dead"
 

@@ -29,6 +29,7 @@ from relay.watch import Watchlist
 log = logging.getLogger("relay.sweeper")
 SWEEP_INTERVAL = 5.0
 TICK = 0.2  # due jobs run at most this late
+BEAT_INTERVAL = 1.0  # the worker's heartbeat; see store.WORKER_SILENCE
 
 
 MAX_SWEEPS = 5  # a delivery that keeps crashing its worker is a bug: dead-letter it, loudly
@@ -73,13 +74,15 @@ class Sweeper(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        next_sweep = 0.0
+        next_sweep = next_beat = 0.0
         while not self.stopped.wait(TICK):
             try:
                 self.due.enqueue()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + BEAT_INTERVAL
+                    self.store.beat(self.worker_name)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.interval
-                    self.store.beat(self.worker_name)
                     sweep(self.store, self.queue)
                     for task_id in self.watchlist.requeue_overdue(self.poll_interval):
                         log.warning("lost poll queued again", extra={"task_id": task_id})

@@ -160,7 +160,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     """200 when Redis answers. Also says (without failing: the web process itself is fine) when no
     worker is alive, since callbacks are then acknowledged but not delivered. A worker counts while
-    its heartbeat (every 5 s) is under WORKER_SILENCE old: a dead one drops out within 30 s."""
+    its heartbeat (every second) is under WORKER_SILENCE (10 s) old: a dead one drops out within 10 s."""
     relay = current_app.extensions["relay"]
     try:
         workers = relay.store.live_workers()

@@ -324,3 +324,100 @@ class FakeSuno:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class RawReceiver:
+    """A target that misbehaves below HTTP's level: it reads each POST, then answers by ``mode``:
+
+    - ``trickle``: a 200 whose bytes come one every ``pace`` seconds (for ever, unless cut);
+    - ``endless``: a 200 whose chunked body never ends;
+    - ``huge``: a 200 announcing and sending ``size`` bytes as fast as the client reads.
+
+    It counts POSTs, and how many were open at once (``most_open``).
+    """
+
+    def __init__(self, mode: str, pace: float = 0.5, size: int = 300 * 1024 * 1024) -> None:
+        self.mode, self.pace, self.size = mode, pace, size
+        self.posts: list[float] = []
+        self.open = self.most_open = 0
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _read_request(self, conn: socket.socket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
+        )
+        while len(body) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            body += chunk
+        return True
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            while self._read_request(conn):
+                with self.lock:
+                    self.posts.append(time.monotonic())
+                    self.open += 1
+                    self.most_open = max(self.most_open, self.open)
+                try:
+                    self._answer(conn)
+                except OSError:
+                    return
+                finally:
+                    with self.lock:
+                        self.open -= 1
+
+    def _answer(self, conn: socket.socket) -> None:
+        if self.mode == "trickle":
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000:
+                conn.sendall(bytes([byte]))
+                time.sleep(self.pace)
+        elif self.mode == "endless":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            chunk = b"%x\r\n%s\r\n" % (65536, b"z" * 65536)
+            while not self.closed:
+                conn.sendall(chunk)
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.size)
+            block, sent = b"y" * 65536, 0
+            while sent < self.size and not self.closed:
+                conn.sendall(block)
+                sent += len(block)
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0

@@ -128,3 +128,13 @@ def test_check_reports_bad_configuration_and_unreachable_redis(relay_env) -> Non
     assert bad.returncode == 1 and "DISCORD_WEBHOOK_URL entry 1 is not an http(s) URL" in bad.stderr
     down = cli({**env, "REDIS_URL": "redis://127.0.0.1:9/0"}, "check")
     assert down.returncode == 1 and "redis: FAILED" in down.stdout
+
+
+def test_overdue_retry_says_so() -> None:
+    from relay.admin import describe
+    from relay.store import RETRYING, DeliveryState
+
+    late = DeliveryState(state=RETRYING, attempt=1, next_at="2026-01-01T00:00:00Z", reason="HTTP 500")
+    assert "overdue by" in describe(late) and "was due at 2026-01-01T00:00:00Z" in describe(late)
+    soon = DeliveryState(state=RETRYING, attempt=1, next_at="2999-01-01T00:00:00Z", reason="HTTP 500")
+    assert "next at 2999" in describe(soon) and "overdue" not in describe(soon)

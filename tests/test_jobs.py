@@ -248,3 +248,58 @@ def test_a_crash_keeps_the_in_flight_mark_and_repeated_crashes_end_dead(relay_en
     assert sweep(runtime.store, runtime.queue) == 0
     state = runtime.store.delivery(event.id, "slack")
     assert state.state == DEAD and "abandoned 5 times" in state.reason and slack.received == []
+
+
+def test_a_thread_that_lost_its_lock_records_nothing(relay_env, sample) -> None:
+    """The lock is taken over while the POST is under way (the thread stalled past its lock's
+    lifetime): the stale thread records no result, the new owner's state stands."""
+    runtime, slack, _, _ = relay_env()
+    event = normalise(sample)
+    ingest(runtime, event)
+
+    def take_over(_receiver):
+        runtime.redis.set(lock_key(event.id, "slack"), "another-worker", px=60000)
+        return None
+
+    slack.rule = take_over
+    assert jobs.deliver(event.id, "slack") == "delivered"  # the target took it…
+    state = Store(runtime.redis, 3600).delivery(event.id, "slack")
+    assert state.state == "queued"  # …but this thread no longer owned the delivery: nothing recorded
+    assert runtime.redis.get(lock_key(event.id, "slack")) == b"another-worker"
+
+
+def test_long_events_renew_the_lock_before_every_message(relay_env) -> None:
+    runtime, _, discord, _ = relay_env()
+    event = normalise(
+        {
+            "code": 200,
+            "data": {
+                "task_id": "long",
+                "data": [
+                    {
+                        "title": "L",
+                        "status": "complete",
+                        "text": "\n\n".join(f"[Verse {n}]\n" + "la " * 900 for n in range(12)),
+                    }
+                ],
+            },
+        }
+    )
+    ingest(runtime, event)
+    ttls = []
+    discord.rule = lambda _r: ttls.append(runtime.redis.pttl(lock_key(event.id, "discord"))) or None
+    assert jobs.deliver(event.id, "discord") == "delivered"
+    assert len(ttls) >= 3 and all(ttl > (runtime.settings.http_timeout + 4) * 1000 for ttl in ttls)
+
+
+def test_worker_threads_keep_their_own_redis_timeouts(make_settings) -> None:
+    """RQ raises the socket timeout of its worker's connection (for long blocking pops); the
+    delivery threads' connection keeps the relay's 5 s."""
+    from relay.cli import worker_connections
+    from relay.worker import build_worker
+
+    settings = make_settings()
+    jobs_connection, rq_connection = worker_connections(settings)
+    build_worker(settings, rq_connection)
+    assert rq_connection.connection_pool.connection_kwargs["socket_timeout"] > 5
+    assert jobs_connection.connection_pool.connection_kwargs["socket_timeout"] == 5.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -207,3 +208,27 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412475.0) == 5.0
     assert parse_retry_after("999999") == 3600.0 and parse_retry_after("-4") == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("kind", ["slack", "discord", "webhook", "console"])
+@pytest.mark.parametrize("poison", ["\n", "[", " ", "[]\n", "[a]\n\n", "[" + "a" * 59, " \t"])
+def test_rendering_is_linear_in_hostile_text(kind: str, poison: str) -> None:
+    """1 MB of newlines, brackets, spaces or tag-like lines renders in well under 100 ms a target
+    (asserted 5× looser); a quadratic step took minutes."""
+    from relay.targets import KINDS
+
+    text = poison * (1_000_000 // len(poison))
+    target = KINDS[kind](spec(kind))
+    started = time.perf_counter()
+    messages = target.render(event_with(f"a{text}b"))
+    elapsed = time.perf_counter() - started
+    print(f"{kind} {poison!r}: {elapsed * 1000:.0f} ms")
+    assert messages and elapsed < 0.5
+
+
+def test_section_labels_keep_blank_lines() -> None:
+    from relay.targets.base import label_sections
+
+    assert (
+        label_sections("on the hill\n\n[Verse 2]\nla\n  [ ]  \n[x", "*") == "on the hill\n\n*Verse 2*\nla\n  [ ]  \n[x"
+    )

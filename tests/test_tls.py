@@ -75,3 +75,24 @@ def test_dashboard_over_tls(tls_redis) -> None:
     auth = {"Authorization": "Basic " + base64.b64encode(b"ops:dash-secret").decode()}
     response = client.get("/rq/0/data/queues.json", headers=auth)
     assert response.status_code == 200 and "queues" in response.get_json()
+
+
+def test_worker_with_a_failing_tls_check_says_why_once_and_waits(tls_redis, tmp_path) -> None:
+    """REDIS_TLS_VERIFY=true against a self-signed certificate: one JSON line naming the setting
+    and the certificate problem, no traceback, and the worker stays up (a platform would
+    otherwise crash-loop it)."""
+    import json
+    import time
+
+    env = {"REDIS_URL": tls_redis.url, "REDIS_TLS_VERIFY": "true", "RELAY_CALLBACK_TOKEN": TOKEN}
+    processes = Procfile(env, tmp_path)
+    try:
+        worker = processes.start("worker")
+        time.sleep(3.0)
+        assert worker.poll() is None
+        lines = [json.loads(line) for line in processes.logs().splitlines() if line.startswith("{")]
+        [line] = [line for line in lines if line["level"] == "error"]
+        assert "REDIS_TLS_VERIFY" in line["reason"] and "certificate" in line["reason"]
+        assert "Traceback" not in processes.logs()
+    finally:
+        processes.stop()

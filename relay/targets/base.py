@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,7 +25,10 @@ from relay.suno import Event
 # was left out. 20 Slack messages hold ~3 MB of text, far beyond any lyrics.
 MAX_MESSAGES = 20
 MAX_RETRY_AFTER = 3600.0
-MAX_LABEL = 60  # a `[Tag]` longer than this is lyrics, not a section label
+# A `[Tag]` alone on its line, at most 60 characters (a longer one is lyrics, not a label).
+# Every quantifier is bounded or followed by a disjoint class: matching is linear in the text.
+_SECTION_TAG = re.compile(r"^[ \t]*\[[ \t]*([^\[\]\s](?:[^\[\]\n]{0,58}[^\[\]\s])?)[ \t]*\][ \t]*$", re.MULTILINE)
+_NEWLINES = re.compile(r"\n*")
 
 
 @dataclass(frozen=True)
@@ -141,9 +145,7 @@ def chunk_text(text: str, limit: int) -> list[str]:
             start += limit
             continue
         pieces.append(text[start:cut].rstrip())
-        start = cut + 1
-        while start < end and text[start] == "\n":
-            start += 1
+        start = _NEWLINES.match(text, cut + 1).end()  # type: ignore[union-attr]
     if text[start:].strip():
         pieces.append(text[start:])
     return [piece for piece in pieces if piece.strip()]
@@ -152,16 +154,9 @@ def chunk_text(text: str, limit: int) -> list[str]:
 def label_sections(text: str, bold: str) -> str:
     """``[Verse 2]`` alone on a line → the service's bold label (``*Verse 2*`` / ``**Verse 2**``).
 
-    One pass over the lines: linear in the text, whatever it holds (a regex with ``\\s*`` around
-    the tag backtracks over runs of blank lines)."""
-    lines = text.split("\n")
-    for index, line in enumerate(lines):
-        tag = line.strip()
-        if 2 < len(tag) <= MAX_LABEL + 2 and tag[0] == "[" and tag[-1] == "]":
-            inner = tag[1:-1]
-            if "[" not in inner and "]" not in inner and inner.strip():
-                lines[index] = f"{bold}{inner.strip()}{bold}"
-    return "\n".join(lines)
+    Linear in the text whatever it holds: the padding around a tag is ``[ \\t]*``, never ``\\s*``,
+    which would match newlines and backtrack over every run of blank lines (and drop them)."""
+    return _SECTION_TAG.sub(lambda match: bold + match[1] + bold, text)
 
 
 def truncate(text: str, limit: int) -> str:

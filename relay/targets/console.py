@@ -20,7 +20,7 @@ class ConsoleTarget(Target):
         for item in event.lyrics:
             lines.append(f"  ── {item.title or 'Untitled lyrics'} ({item.status})")
             body = item.text if item.ok else f"error: {item.error or 'none given'}"
-            lines += [f"  {line}" for line in body.splitlines()]
+            lines.append("  " + body.replace("\n", "\n  "))  # one pass, not one string per line
         return [{"text": "\n".join(lines)}]
 
     def send(self, message: dict[str, Any], event: Event) -> Outcome:
