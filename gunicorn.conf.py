@@ -1,21 +1,44 @@
 """gunicorn settings, read from the environment like everything else (see README)."""
 
-import os
-import sys
-import tempfile
+# The gevent worker patches the standard library; patching here, before anything imports ssl or
+# socket, is what gevent asks for (and the master is unaffected in practice).
+from gevent import monkey
+
+monkey.patch_all()
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread"
+# gevent with deadlines for slow clients, JSON errors: see relay/webserver.py.
+worker_class = "relay.webserver.RelayWebWorker"
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 # Below the platform router's 30 s, and far below Suno's 15 s in practice: a callback is a few ms.
 timeout = 20
 graceful_timeout = 20
-keepalive = 5
+keepalive = 5  # must stay on: the header deadline applies inside gunicorn's keep-alive loop
 accesslog = "-" if os.environ.get("RELAY_ACCESS_LOG", "1") != "0" else None
 # %(U)s is the path without its query string: the callback token travels as ?token=… and must
 # never reach a log line.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+# gunicorn's own lines (start, stop, errors, access) as JSON, like the relay's.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "relay.logs.JsonFormatter"}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+    },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO"), "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}
 # X-Forwarded-* headers are read by the app (werkzeug's ProxyFix, one hop: the platform's router).
 # gunicorn's control socket lives in $HOME and would clash between several web processes on one
 # machine; nothing here uses it.
@@ -23,14 +46,22 @@ control_socket_disable = True
 
 
 # prometheus_client's multiprocess mode: every gunicorn worker writes its metrics to files here,
-# and /metrics adds them up. A fresh folder at each start, so no stale counts.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="suno-relay-metrics-"))
+# and /metrics adds them up. A fresh folder at each start, so no stale counts; removed at exit.
+_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _metrics_dir = tempfile.mkdtemp(prefix="suno-relay-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def on_starting(server):
@@ -40,5 +71,7 @@ def on_starting(server):
     try:
         Settings.from_env().require_auth()
     except ConfigError as exc:
+        if _metrics_dir:
+            shutil.rmtree(_metrics_dir, ignore_errors=True)
         sys.stderr.write(f"suno-relay: configuration error: {exc}\n")
         sys.exit(2)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 import rq
-from flask import Flask
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     queue = delivery_queue(settings, connection)
 
     app = Flask(__name__)
+    # `//callbacks/…` is a 404, not a redirect whose Location would repeat the ?token=….
+    app.url_map.merge_slashes = False
     # Behind the platform's router: trust its X-Forwarded-For / -Proto / -Host, one hop only, so
     # logged client addresses and generated URLs are right and a client cannot spoof them.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
@@ -63,16 +66,30 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
     )
 
-    from relay.web import bp, error
+    from relay.web import BodyTooLarge, bp, error
 
     app.register_blueprint(bp)
     mount_dashboard(app, settings, connection)
 
+    @app.errorhandler(BodyTooLarge)
+    def too_large(_exc: Exception) -> Any:
+        CALLBACKS.labels("too_large").inc()
+        response = error(413, f"body is larger than RELAY_MAX_BODY_BYTES ({settings.max_body_bytes} bytes)")
+        response.headers["Connection"] = "close"  # the rest of the body is not read
+        return response
+
+    @app.after_request
+    def json_options(response: Any) -> Any:
+        # Flask answers OPTIONS itself with an empty body: say the allowed methods in JSON too.
+        if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+            response.set_data(json.dumps({"allow": sorted(response.allow)}))
+            response.mimetype = "application/json"
+        return response
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         if exc.code == 413:
-            CALLBACKS.labels("too_large").inc()
-            return error(413, f"body is larger than RELAY_MAX_BODY_BYTES ({settings.max_body_bytes} bytes)")
+            return too_large(exc)
         return error(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)

@@ -74,9 +74,9 @@ class Settings:
     worker_threads: int = 16
     dashboard_password: str = field(default="", repr=False)
 
-    def callback_url(self, fallback_base: str | None = None) -> str | None:
-        """This relay's own callback URL (token included): RELAY_PUBLIC_URL, else ``fallback_base``."""
-        base = (self.public_url or fallback_base or "").rstrip("/")
+    def callback_url(self) -> str | None:
+        """This relay's own callback URL (token included), from RELAY_PUBLIC_URL; None without it."""
+        base = self.public_url.rstrip("/")
         if not base:
             return None
         query = f"?{urlencode({'token': self.callback_token})}" if self.callback_token else ""

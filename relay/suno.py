@@ -11,18 +11,33 @@ Pure: no Flask, no Redis, no I/O. Dialects accepted (all give the same event):
   when the item has text and no error).
 
 Unknown fields are ignored. Anything structurally wrong raises :class:`PayloadError` with a
-message that says what and where.
+message that says what and where. What the door decides about odd but well-formed text:
+
+- an unpaired UTF-16 surrogate (``"\\ud83c"`` alone) or a NUL in free text (title, lyrics,
+  messages) becomes U+FFFD, so the event can be stored and shown; in the task id or the
+  callback type, where it cannot be meant, it is refused;
+- ``code`` must be an integer (a JSON number, or a string of at most 9 ASCII digits with an
+  optional sign); anything else is refused;
+- ``callbackType`` must be ``complete`` or ``error`` (any case);
+- text fields are bounded: a title at :data:`MAX_TITLE`, a message or an item's error at
+  :data:`MAX_MESSAGE` characters (cut with "…"); lyrics are bounded by the body limit only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 MAX_TASK_ID_LENGTH = 200
+MAX_TITLE = 500
+MAX_MESSAGE = 5000
+CALLBACK_TYPES = ("complete", "error")
+_UNPRINTABLE = re.compile("[\ud800-\udfff\x00]")  # unpaired surrogates (pairs are joined by json) and NUL
+_CODE = re.compile(r"[+-]?[0-9]{1,9}")
 
 COMPLETED = "lyrics.completed"
 FAILED = "lyrics.failed"
@@ -140,14 +155,16 @@ def _first(mapping: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def _text(value: Any, where: str) -> str:
+def _text(value: Any, where: str, limit: int | None = None) -> str:
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise PayloadError(f"{where} must be a string, got {_kind(value)}")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise PayloadError(f"{where} must be a string, got {_kind(value)}")
+    text = value if isinstance(value, str) else str(value)
+    text = _UNPRINTABLE.sub("\ufffd", text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
 
 
 def _kind(value: Any) -> str:
@@ -159,17 +176,17 @@ def _kind(value: Any) -> str:
 def _code(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, int) and abs(value) < 10**9:
         return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 10**9:
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _CODE.fullmatch(value.strip()):
         return int(value.strip())
-    raise PayloadError(f"code must be an integer, got {_kind(value)}")
+    raise PayloadError("code must be an integer such as 200 or 400 (at most 9 digits)")
 
 
 def _status(raw: Any, text: str, error: str, where: str) -> str:
-    word = _text(raw, where).strip().lower()
+    word = _text(raw, where, 40).strip().lower()
     if not word:
         return "complete" if text.strip() and not error else "failed"
     if word in _COMPLETE_WORDS:
@@ -183,9 +200,9 @@ def _lyric(item: Any, where: str) -> Lyric:
     if not isinstance(item, dict):
         raise PayloadError(f"{where} must be an object, got {_kind(item)}")
     text = _text(item.get("text"), f"{where}.text")
-    error = _text(_first(item, "error_message", "errorMessage"), f"{where}.error_message")
+    error = _text(_first(item, "error_message", "errorMessage"), f"{where}.error_message", MAX_MESSAGE)
     return Lyric(
-        title=_text(item.get("title"), f"{where}.title").strip(),
+        title=_text(item.get("title"), f"{where}.title", MAX_TITLE).strip(),
         text=text,
         status=_status(item.get("status"), text, error, f"{where}.status"),
         error=error,
@@ -208,7 +225,7 @@ def normalise(payload: Any, received_at: str | None = None) -> Event:
     task_id = str(raw_id).strip()
     if not task_id:
         raise PayloadError("data.task_id is empty")
-    if len(task_id) > MAX_TASK_ID_LENGTH or not task_id.isprintable():
+    if len(task_id) > MAX_TASK_ID_LENGTH or not task_id.isprintable() or _UNPRINTABLE.search(task_id):
         raise PayloadError(f"data.task_id must be at most {MAX_TASK_ID_LENGTH} printable characters")
 
     list_name = "data.data" if data.get("data") is not None else "data.lyricsData"
@@ -220,16 +237,21 @@ def normalise(payload: Any, received_at: str | None = None) -> Event:
     lyrics = tuple(_lyric(item, f"{list_name}[{index}]") for index, item in enumerate(items))
 
     code = _code(payload.get("code"))
-    callback_type = _text(_first(data, "callbackType", "callback_type"), "data.callbackType").strip().lower()
+    raw_type = _first(data, "callbackType", "callback_type")
+    if raw_type is not None and not isinstance(raw_type, str):
+        raise PayloadError(f"data.callbackType must be a string, got {_kind(raw_type)}")
+    callback_type = (raw_type or "").strip().lower()
     if not callback_type:
         callback_type = "error" if not lyrics and code not in (None, 200) else "complete"
+    if callback_type not in CALLBACK_TYPES:
+        raise PayloadError(f"data.callbackType must be one of {', '.join(CALLBACK_TYPES)}")
 
     return Event(
         id=event_id(task_id, callback_type),
         task_id=task_id,
         callback_type=callback_type,
         code=code,
-        message=_text(payload.get("msg"), "msg"),
+        message=_text(payload.get("msg"), "msg", MAX_MESSAGE),
         received_at=received_at or now_rfc3339(),
         lyrics=lyrics,
     )

@@ -109,16 +109,13 @@ class SubmitError(Exception):
         self.upstream = upstream
 
 
-def submit(
-    settings: Settings, client: SunoClient, watchlist: Watchlist, prompt: str, public_url: str | None = None
-) -> str:
+def submit(settings: Settings, client: SunoClient, watchlist: Watchlist, prompt: str) -> str:
     """Submit a lyrics task with this relay's callback URL and watch it; returns the task id.
 
-    ``public_url`` (the URL a request came in on) stands in for an unset RELAY_PUBLIC_URL.
     In ``RELAY_MODE=poll`` the relay does not depend on the callback: the first poll comes after
     RELAY_POLL_GRACE either way, and polling stops as soon as a result arrives by either path.
     """
-    callback_url = settings.callback_url(public_url)
+    callback_url = settings.callback_url()
     if callback_url is None and settings.mode == "callback":
         raise SubmitError(
             "RELAY_PUBLIC_URL is not set, so Suno could not call this relay back: set it to the relay's "

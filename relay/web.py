@@ -32,12 +32,38 @@ def error(status: int, message: str, **headers: str) -> Response:
 
 
 def _authorised(header_only: bool = False) -> bool:
-    """The callback token, as ``?token=`` (Suno can send no header) or ``X-Relay-Token``."""
+    """The callback token, as ``?token=`` (Suno can send no header) or ``X-Relay-Token``.
+
+    ``RELAY_ALLOW_UNAUTHENTICATED`` opens the callback endpoint only (``header_only=False``):
+    the operator's endpoints always need the token, so without one they are closed."""
     settings = current_app.extensions["relay"].settings
     if not settings.callback_token:
-        return settings.allow_unauthenticated
+        return settings.allow_unauthenticated and not header_only
     given = request.headers.get("X-Relay-Token") or ("" if header_only else request.args.get("token", ""))
     return hmac.compare_digest(given.encode(), settings.callback_token.encode())
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def read_body() -> bytes:
+    """The request body, read no further than ``RELAY_MAX_BODY_BYTES`` + 1, however it is framed
+    (Content-Length or chunked): over the limit raises :class:`BodyTooLarge`."""
+    limit = current_app.extensions["relay"].settings.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise BodyTooLarge
+    stream = request.environ["wsgi.input"]
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise BodyTooLarge
+    return b"".join(chunks)
 
 
 @bp.post("/callbacks/suno/lyrics")
@@ -48,7 +74,7 @@ def suno_lyrics_callback() -> Response:
         log.warning("rejected", extra={"reason": "missing or wrong token", "client": request.remote_addr})
         return error(401, "missing or wrong token: pass ?token=<RELAY_CALLBACK_TOKEN> or an X-Relay-Token header")
     try:
-        event = normalise(parse_json(request.get_data(cache=False)))
+        event = normalise(parse_json(read_body()))
     except PayloadError as exc:
         CALLBACKS.labels("invalid").inc()
         log.warning("rejected", extra={"reason": str(exc), "client": request.remote_addr})
@@ -101,7 +127,7 @@ def submit_task() -> Response:
     if not _authorised(header_only=True):
         return error(401, "missing or wrong token: send the X-Relay-Token header")
     try:
-        body = parse_json(request.get_data(cache=False))
+        body = parse_json(read_body())
     except PayloadError as exc:
         return error(400, str(exc))
     prompt = body.get("prompt") if isinstance(body, dict) else None
@@ -109,7 +135,9 @@ def submit_task() -> Response:
         return error(400, 'body must be {"prompt": "<text, at most 200 words>"}')
     relay = current_app.extensions["relay"]
     try:
-        task_id = submit(relay.settings, relay.suno, relay.watchlist, prompt, public_url=request.host_url)
+        # The callback URL comes from RELAY_PUBLIC_URL only: never from the request's Host or
+        # X-Forwarded-Host, which a client chooses.
+        task_id = submit(relay.settings, relay.suno, relay.watchlist, prompt)
     except SubmitError as exc:
         return error(502 if exc.upstream else 400, str(exc))
     except redis.RedisError:

@@ -249,12 +249,13 @@ def test_post_tasks_submits_and_watches(relay_env, suno) -> None:
     task_id = response.get_json()["task_id"]
     assert suno.tasks[task_id]["prompt"] == "a song about rain"
     assert runtime.redis.zscore(WATCHLIST, task_id) is not None
-    # Without RELAY_PUBLIC_URL, the URL the request came in on (through the router) is used.
+    # Without RELAY_PUBLIC_URL, a client-supplied host never becomes the callback URL: refused.
     unrouted, _, _ = relay_env(RELAY_PUBLIC_URL="")
     behind_router = create_app(unrouted.settings).test_client()
-    forwarded = {**headers, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "relay.example.org"}
-    task_id = behind_router.post("/tasks", json={"prompt": "routed"}, headers=forwarded).get_json()["task_id"]
-    assert suno.tasks[task_id]["callBackUrl"] == f"https://relay.example.org/callbacks/suno/lyrics?token={TOKEN}"
+    forwarded = {**headers, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "attacker.example.org"}
+    refused = behind_router.post("/tasks", json={"prompt": "routed"}, headers=forwarded)
+    assert refused.status_code == 400 and "RELAY_PUBLIC_URL" in refused.get_json()["error"]
+    assert not any(task["prompt"] == "routed" for task in suno.tasks.values())
     suno.errors.append(455)
     upstream = client.post("/tasks", json={"prompt": "again"}, headers=headers)
     assert upstream.status_code == 502 and "455" in upstream.get_json()["error"]

@@ -112,7 +112,14 @@ def test_variants_and_failed_items() -> None:
         ({"data": {"task_id": "t", "data": {"text": "x"}}}, "data.data must be an array or null, got an object"),
         ({"data": {"task_id": "t", "lyricsData": ["x"]}}, "data.lyricsData[0] must be an object, got a string"),
         ({"data": {"task_id": "t", "data": [{"text": ["x"]}]}}, "data.data[0].text must be a string, got an array"),
-        ({"code": "abc", "data": {"task_id": "t"}}, "code must be an integer, got a string"),
+        ({"code": "abc", "data": {"task_id": "t"}}, "code must be an integer"),
+        ({"code": "--5", "data": {"task_id": "t"}}, "code must be an integer"),
+        ({"code": "²", "data": {"task_id": "t"}}, "code must be an integer"),
+        ({"code": "9" * 5000, "data": {"task_id": "t"}}, "code must be an integer"),
+        ({"code": 200.5, "data": {"task_id": "t"}}, "code must be an integer"),
+        ({"data": {"task_id": "t", "callbackType": "x" * 5000}}, "data.callbackType must be one of"),
+        ({"data": {"task_id": "t\ud83c"}}, "data.task_id must be at most"),
+        ({"data": {"task_id": "t\x00"}}, "data.task_id must be at most"),
     ],
 )
 def test_malformed_payloads_say_what_is_wrong(payload: object, message: str) -> None:

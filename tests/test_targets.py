@@ -232,3 +232,88 @@ def test_section_labels_keep_blank_lines() -> None:
     assert (
         label_sections("on the hill\n\n[Verse 2]\nla\n  [ ]  \n[x", "*") == "on the hill\n\n*Verse 2*\nla\n  [ ]  \n[x"
     )
+
+
+# Issue 10: what chat shows. ---------------------------------------------------------------------
+
+
+def failed_event(message: str, item_error: str = "") -> Event:
+    items = (Lyric(title="T", text="", status="failed", error=item_error),) if item_error else ()
+    return Event("evt_2", "task2", "error", 500, message, "2026-11-28T00:00:00.000Z", items)
+
+
+def slack_limits_hold(messages: list[dict]) -> None:
+    for message in messages:
+        for block in message["blocks"]:
+            if block["type"] == "header":
+                assert len(block["text"]["text"]) <= 150
+            elif block["type"] == "section":
+                assert len(block["text"]["text"]) <= 3000
+            else:
+                assert all(len(element["text"]) <= 3000 for element in block["elements"])
+
+
+@pytest.mark.parametrize("event", [failed_event("m" * 5000), failed_event("boom", item_error="e " * 5000)])
+def test_long_failure_notices_continue_within_limits(event: Event) -> None:
+    slack = SlackTarget(spec("slack")).render(event)
+    slack_limits_hold(slack)
+    shown = slack_text(slack)
+    long_part = "m" * 5000 if event.message != "boom" else ("e " * 5000).strip()
+    assert shown.replace("\n", "").count("m" * 100) >= 49 or long_part.split()[0] in shown
+    assert len(shown) >= 5000  # continued, not cut
+    discord = DiscordTarget(spec("discord")).render(event)
+    descriptions = [embed["description"] for message in discord for embed in message["embeds"]]
+    assert all(len(description) <= 4096 for description in descriptions) and sum(map(len, descriptions)) >= 5000
+
+
+@pytest.mark.parametrize("title", ["A" * 147 + "&&&&", "B" * 143 + "<<<", "&" * 200])
+def test_slack_header_is_cut_on_what_a_reader_sees(title: str) -> None:
+    [message] = SlackTarget(spec("slack")).render(event_with("la", title=title))
+    header = message["blocks"][0]["text"]["text"]
+    assert len(header) <= 150
+    visible = header.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    assert "&" not in header.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "")  # no broken entity
+    assert title.startswith(visible.rstrip("…"))
+    if len(title) + title.count("&") * 4 + title.count("<") * 3 > 150:
+        assert header.endswith("…")
+
+
+def test_long_lyrics_are_cut_between_stanzas_keeping_labels_and_blank_lines() -> None:
+    stanzas = [f"[Verse {n}]\n" + "\n".join(f"line {n}.{i} " + "la " * 25 for i in range(6)) for n in range(28)]
+    text = "\n\n".join(stanzas)
+    assert 14000 < len(text) < 16000
+    sections = [s for s in slack_text(SlackTarget(spec("slack")).render(event_with(text))).split("\n")]
+    pieces = [
+        b["text"]["text"]
+        for m in SlackTarget(spec("slack")).render(event_with(text))
+        for b in m["blocks"]
+        if b["type"] == "section"
+    ]
+    assert len(pieces) > 1 and sections
+    for piece in pieces:
+        assert piece.startswith("*Verse "), piece[:40]  # every section starts a stanza
+        assert not piece.rstrip().split("\n")[-1].startswith("*Verse")  # no orphaned label
+        assert "\n\n*Verse" in piece or piece.count("*Verse") == 1  # the blank line before a label kept
+    discord = DiscordTarget(spec("discord")).render(event_with(text))
+    for description in (e["description"] for m in discord for e in m["embeds"]):
+        assert description.startswith("**Verse ")
+
+
+def test_discord_shows_markdown_as_written() -> None:
+    text = "*star* _under_ ~wave~ ||spoiler|| `code`\n# H\n> quote"
+    [message] = DiscordTarget(spec("discord")).render(event_with(text, title="**bold** title"))
+    embed = message["embeds"][0]
+    assert embed["description"] == "\\*star\\* \\_under\\_ \\~wave\\~ \\|\\|spoiler\\|\\| \\`code\\`\n\\# H\n\\> quote"
+    assert embed["title"] == "\\*\\*bold\\*\\* title"
+
+
+def test_a_target_answer_never_carries_the_url_secret(receivers) -> None:
+    receiver = receivers(
+        default=Reply(404, json.dumps({"path": "/webhook/SECRETxyz123/TOKEN987654", "q": "k=SIGabc123"}))
+    )
+    secret_url = receiver.url.replace("/hook", "/webhook/SECRETxyz123/TOKEN987654") + "?sig=SIGabc123"
+    for cls in (SlackTarget, DiscordTarget, WebhookTarget):
+        outcome = cls(TargetSpec(kind=cls.kind, name="t", url=secret_url)).send({"text": "x"}, event_with("la"))
+        assert not outcome.ok and outcome.permanent and "404" in outcome.reason
+        for part in ("SECRETxyz123", "TOKEN987654", "SIGabc123"):
+            assert part not in outcome.reason, outcome.reason

@@ -7,6 +7,9 @@ import json
 import pytest
 import redis
 import rq
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from relay import create_app
 from relay.config import ConfigError
@@ -288,3 +291,107 @@ def test_a_write_failing_after_the_dedup_record_does_not_block_the_retry(client,
     assert not redis_conn.exists(event_key(event_id(task_id, "complete")))
     redis_conn.delete(task_key(task_id))
     assert post(client, sample).get_json()["status"] == "received"
+
+
+# Issue 10: hostile inputs. --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["--5", "²", "9" * 5000, "1e3", 200.5, [200], {"a": 1}])
+def test_a_code_that_is_not_an_integer_is_400(client, code) -> None:
+    response = post(client, {"code": code, "data": {"task_id": "t", "callbackType": "complete"}})
+    assert response.status_code == 400 and "code must be an integer" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("field", ["title", "text", "error_message"])
+def test_lone_surrogates_in_free_text_become_replacement_characters(client, redis_conn, field) -> None:
+    item = {"status": "complete", "title": "T", "text": "la", "error_message": ""}
+    item[field] = "before \ud83c after\x00"
+    body = {"code": 200, "msg": "ok \udfff", "data": {"callbackType": "complete", "task_id": "sur", "data": [item]}}
+    response = post(client, json.dumps(body))  # json.dumps writes the lone surrogate as "\ud83c"
+    assert response.status_code == 200 and response.get_json()["status"] == "received"
+    stored = json.loads(redis_conn.get(event_key(event_id("sur", "complete"))))
+    assert stored["message"] == "ok \ufffd"
+    value = stored["lyrics"][0]["error" if field == "error_message" else field]
+    assert value == "before \ufffd after\ufffd"
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"task_id": "t", "callbackType": "\ud83c"}, "data.callbackType must be one of"),
+        ({"task_id": "t", "callbackType": "x" * 5000}, "data.callbackType must be one of"),
+        ({"task_id": "t", "callbackType": "complete\x00"}, "data.callbackType must be one of"),
+        ({"task_id": "t\x00"}, "data.task_id"),
+        ({"task_id": "x" * 5000}, "data.task_id"),
+    ],
+)
+def test_identifiers_out_of_bounds_are_400(client, data, fragment) -> None:
+    response = post(client, json.dumps({"code": 200, "data": data}))
+    assert response.status_code == 400 and fragment in response.get_json()["error"]
+
+
+def test_long_free_text_is_bounded(client, redis_conn) -> None:
+    item = {"status": "failed", "title": "T" * 5000, "text": "", "error_message": "e" * 20000}
+    body = {"code": 500, "msg": "m" * 20000, "data": {"callbackType": "error", "task_id": "long", "data": [item]}}
+    assert post(client, body).status_code == 200
+    stored = json.loads(redis_conn.get(event_key(event_id("long", "error"))))
+    assert len(stored["lyrics"][0]["title"]) == 500 and stored["lyrics"][0]["title"].endswith("…")
+    assert len(stored["message"]) == 5000 and len(stored["lyrics"][0]["error"]) == 5000
+
+
+any_text = st.text(st.characters(exclude_categories=()))  # lone surrogates and NUL included
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20,
+)
+item_strategy = st.fixed_dictionaries(
+    {},
+    optional={
+        "title": json_values,
+        "text": json_values,
+        "status": st.sampled_from(["complete", "failed", "error", "odd"]) | json_values,
+        "error_message": json_values,
+        "errorMessage": json_values,
+    },
+)
+codes = st.sampled_from([200, 400, 500, "200", "--5", "²", "9" * 5000, 200.5]) | json_values
+task_ids = st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=20) | any_text | json_values
+data_strategy = st.fixed_dictionaries(
+    {"task_id": task_ids},
+    optional={
+        "callbackType": st.sampled_from(["complete", "error", "COMPLETE"]) | any_text | json_values,
+        "data": st.lists(item_strategy, max_size=3) | json_values,
+        "lyricsData": st.lists(item_strategy, max_size=3) | json_values,
+    },
+)
+# Mostly the real shape with hostile values (what reaches the store), sometimes anything at all.
+callback_strategy = (
+    st.fixed_dictionaries({"data": data_strategy}, optional={"code": codes, "msg": any_text | json_values})
+    | json_values
+)
+
+
+@settings_(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=callback_strategy)
+def test_any_json_gets_200_or_a_4xx(client, body) -> None:
+    """Generated JSON of every shape, with lone surrogates and odd numbers: never a 5xx."""
+    response = post(client, json.dumps(body))
+    assert response.status_code in (200, 400), (response.status_code, response.get_data()[:200])
+    assert response.is_json
+
+
+def test_unauthenticated_mode_opens_the_callback_only(make_settings, redis_conn, sample) -> None:
+    app = create_app(make_settings(RELAY_CALLBACK_TOKEN="", RELAY_ALLOW_UNAUTHENTICATED="1", SUNO_API_KEY="k"))
+    client = app.test_client()
+    assert post(client, sample, token=None).status_code == 200
+    assert client.post("/tasks", json={"prompt": "spend credits"}).status_code == 401
+    assert client.get("/tasks/anything").status_code == 401
+
+
+def test_options_and_double_slashes_answer_json_without_redirect(client) -> None:
+    options = client.options(PATH)
+    assert options.status_code == 200 and options.is_json and "POST" in options.get_json()["allow"]
+    doubled = client.get(f"/{PATH}?token={TOKEN}")
+    assert doubled.status_code in (404, 405) and doubled.is_json
+    assert TOKEN not in doubled.headers.get("Location", "")

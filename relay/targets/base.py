@@ -7,12 +7,15 @@ an :class:`Outcome` that says whether to stop, retry (and not before when) or gi
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
 
@@ -25,6 +28,9 @@ from relay.suno import Event
 # was left out. 20 Slack messages hold ~3 MB of text, far beyond any lyrics.
 MAX_MESSAGES = 20
 MAX_RETRY_AFTER = 3600.0
+# URL parts shorter than this are words ("api", "hooks"), not credentials, and are left as they are.
+MIN_SECRET = 6
+_WORD = re.compile(r"[a-z]{1,10}")  # "services", "webhooks": a path's words, not a credential
 # A `[Tag]` alone on its line, at most 60 characters (a longer one is lyrics, not a label).
 # Every quantifier is bounded or followed by a disjoint class: matching is linear in the text.
 _SECTION_TAG = re.compile(r"^[ \t]*\[[ \t]*([^\[\]\s](?:[^\[\]\n]{0,58}[^\[\]\s])?)[ \t]*\][ \t]*$", re.MULTILINE)
@@ -57,6 +63,7 @@ class Target:
         self.name = spec.name
         self.timeout = timeout  # the whole POST, connect to last byte of the answer
         self.session = session or http.new_session()
+        self.secrets = secret_parts(spec.url)
 
     def __repr__(self) -> str:  # never show the URL
         return f"<{type(self).__name__} {self.name}>"
@@ -81,7 +88,9 @@ class Target:
         except requests.RequestException as exc:
             # str(exc) would include the URL, which is a secret: keep the class name only.
             return Outcome(ok=False, reason=f"connection error ({type(exc).__name__})")
-        return self.classify(answer)
+        outcome = self.classify(answer)
+        # The answer is the target's text: it may echo the URL (a 404 body with the path, say).
+        return dataclasses.replace(outcome, reason=scrub(outcome.reason, self.secrets))
 
     def classify(self, response: Answer) -> Outcome:
         """Read the target's answer. Subclasses add what their service says in the body."""
@@ -122,6 +131,30 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+def secret_parts(url: str) -> list[str]:
+    """Every part of a target's URL that could be a credential: path segments, query values,
+    user info, and the URL itself, each also percent-encoded. Longest first, for :func:`scrub`."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    found = {url, parts.path, parts.query, parts.netloc if "@" in parts.netloc else ""}
+    found.update(segment for segment in parts.path.split("/") if len(segment) >= MIN_SECRET)
+    found.update(value for _, value in parse_qsl(parts.query, keep_blank_values=True) if len(value) >= MIN_SECRET)
+    found.update(unquote(part) for part in list(found))
+    found.update(quote(part, safe="") for part in list(found))
+    return sorted(
+        (part for part in found if len(part) >= MIN_SECRET and not _WORD.fullmatch(part)), key=len, reverse=True
+    )
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret part replaced by ``[redacted]``."""
+    for part in secrets:
+        if part in text:
+            text = text.replace(part, "[redacted]")
+    return text
+
+
 def short_text(text: str, limit: int = 120) -> str:
     """A one-line excerpt of a target's answer, safe to log."""
     line = " ".join(text.split())
@@ -140,9 +173,13 @@ def chunk_text(text: str, limit: int) -> list[str]:
             cut = text.rfind(separator, start, start + limit + 1)
             if cut > start:
                 break
-        if cut <= start:  # no boundary at all: cut anywhere
-            pieces.append(text[start : start + limit])
-            start += limit
+        if cut <= start:  # no boundary at all: cut anywhere, but not inside an HTML entity (`&amp;`)
+            cut = start + limit
+            amp = text.rfind("&", max(start, cut - 7), cut)
+            if amp > start and ";" not in text[amp:cut]:
+                cut = amp
+            pieces.append(text[start:cut])
+            start = cut
             continue
         pieces.append(text[start:cut].rstrip())
         start = _NEWLINES.match(text, cut + 1).end()  # type: ignore[union-attr]
@@ -159,9 +196,22 @@ def label_sections(text: str, bold: str) -> str:
     return _SECTION_TAG.sub(lambda match: bold + match[1] + bold, text)
 
 
-def truncate(text: str, limit: int) -> str:
-    """For titles only (lyrics are never truncated): a visible ellipsis marks the cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def truncate(text: str, limit: int, escape: Callable[[str], str] | None = None) -> str:
+    """For titles only (lyrics are never truncated): a visible ellipsis marks the cut. With
+    ``escape``, the escaped text fits ``limit``, and the cut falls between the characters a
+    reader sees, never inside an escape (``&amp;``)."""
+    if escape is None:
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    size, kept = 1, 0  # the ellipsis
+    for char in text:
+        size += len(escape(char))
+        if size > limit:
+            break
+        kept += 1
+    return escape(text[:kept]) + "…"
 
 
 def failure_text(event: Event) -> str:

@@ -2,11 +2,14 @@
 
 Limits (Discord's API reference): embed title 256, description 4096, all embeds of one message
 6000 characters, 10 embeds a message. ``allowed_mentions: {"parse": []}`` on every message, so
-``@everyone`` or ``<@id>`` in lyrics mention nobody.
+``@everyone`` or ``<@id>`` in lyrics mention nobody. Provider text is escaped for Discord's
+markdown (``*``, ``_``, ``~``, ``|``, backticks, and ``#``, ``>``, ``-`` at a line's start), so
+it shows as written; long text (lyrics, a failure message) continues in further embeds.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from relay.http import Answer
@@ -34,6 +37,19 @@ NO_MENTIONS = {"parse": []}
 PIECE_LIMIT = 2700
 
 
+_MARKDOWN = re.compile(r"([\\*_~|`])")
+_LINE_MARKDOWN = re.compile(r"^([ \t]*)([#>-])", re.MULTILINE)
+
+
+def escape(text: str) -> str:
+    """Provider text as written: Discord's markdown characters backslash-escaped."""
+    return _LINE_MARKDOWN.sub(r"\1\\\2", _MARKDOWN.sub(r"\\\1", text))
+
+
+def _pieces(markdown: str, empty: str = "*(empty)*") -> list[str]:
+    return chunk_text(markdown, PIECE_LIMIT) or [empty]
+
+
 def _size(embed: dict[str, Any]) -> int:
     return sum(len(embed.get(key, "")) for key in ("title", "description"))
 
@@ -42,16 +58,12 @@ class DiscordTarget(Target):
     kind = "discord"
 
     def render(self, event: Event) -> list[dict[str, Any]]:
-        footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200)}
+        footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200, escape)}
         embeds: list[dict[str, Any]] = []
         if not event.lyrics:
-            embeds.append(
-                {
-                    "title": "Lyrics generation failed",
-                    "description": f"❌ {failure_text(event)}"[:DESCRIPTION_LIMIT],
-                    "color": RED,
-                }
-            )
+            pieces = _pieces(f"❌ {escape(failure_text(event))}")
+            embeds += [{"description": piece, "color": RED} for piece in pieces]
+            embeds[0]["title"] = "Lyrics generation failed"
         for item in event.lyrics:
             embeds += self._item_embeds(item)
         messages: list[list[dict[str, Any]]] = [[]]
@@ -71,16 +83,14 @@ class DiscordTarget(Target):
         title = item.title or "Untitled lyrics"
         if not item.ok:
             reason = item.error or f"status {item.status}"
-            return [
-                {
-                    "title": truncate(f"Failed: {title}", TITLE_LIMIT),
-                    "description": f"❌ **Lyrics generation failed:** {reason}"[:DESCRIPTION_LIMIT],
-                    "color": RED,
-                }
-            ]
-        pieces = chunk_text(label_sections(item.text, "**"), PIECE_LIMIT) or ["*(empty)*"]
-        embeds: list[dict[str, Any]] = [{"description": piece, "color": GREEN} for piece in pieces]
-        embeds[0]["title"] = truncate(title, TITLE_LIMIT)
+            pieces = _pieces(f"❌ **Lyrics generation failed:** {escape(reason)}")
+            failed: list[dict[str, Any]] = [{"description": piece, "color": RED} for piece in pieces]
+            failed[0]["title"] = truncate(f"Failed: {title}", TITLE_LIMIT, escape)
+            return failed
+        embeds: list[dict[str, Any]] = [
+            {"description": piece, "color": GREEN} for piece in _pieces(label_sections(escape(item.text), "**"))
+        ]
+        embeds[0]["title"] = truncate(title, TITLE_LIMIT, escape)
         return embeds
 
     @staticmethod

@@ -2,6 +2,9 @@
 
 Limits (Slack's Block Kit reference): header text 150 characters, section text 3000, 50 blocks a
 message. Provider text is escaped (``&``, ``<``, ``>``) so ``<!channel>`` in lyrics pings nobody.
+Every text longer than its block's limit (lyrics, a provider's failure message) continues in
+further sections; only titles are cut, visibly, on the characters a reader sees. Slack's mrkdwn
+has no escape for ``*``, ``_``, ``~`` or `````: provider text using them shows formatted.
 """
 
 from __future__ import annotations
@@ -36,7 +39,12 @@ def escape(text: str) -> str:
 
 
 def _header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": truncate(escape(text), HEADER_LIMIT)}}
+    return {"type": "header", "text": {"type": "plain_text", "text": truncate(text, HEADER_LIMIT, escape)}}
+
+
+def _sections(mrkdwn: str) -> list[dict[str, Any]]:
+    """Text of any length as sections of at most SECTION_LIMIT, cut between stanzas first."""
+    return [_section(piece) for piece in chunk_text(mrkdwn, SECTION_LIMIT) or ["_(empty)_"]]
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -53,7 +61,7 @@ class SlackTarget(Target):
     def render(self, event: Event) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
         if not event.lyrics:
-            blocks += [_header("Lyrics generation failed"), _section(f":x: {escape(failure_text(event))}")]
+            blocks += [_header("Lyrics generation failed"), *_sections(f":x: {escape(failure_text(event))}")]
         for item in event.lyrics:
             blocks += self._item_blocks(item)
         footer = _context(f"Suno task `{escape(event.task_id)}` · {escape(event.callback_type)}")
@@ -69,14 +77,13 @@ class SlackTarget(Target):
         title = item.title or "Untitled lyrics"
         if not item.ok:
             reason = item.error or f"status {item.status}"
-            return [_header(f"Failed: {title}"), _section(f":x: *Lyrics generation failed:* {escape(reason)}")]
-        text = label_sections(escape(item.text), "*")
-        return [_header(title), *(_section(piece) for piece in chunk_text(text, SECTION_LIMIT) or ["_(empty)_"])]
+            return [_header(f"Failed: {title}"), *_sections(f":x: *Lyrics generation failed:* {escape(reason)}")]
+        return [_header(title), *_sections(label_sections(escape(item.text), "*"))]
 
     @staticmethod
     def _fallback(event: Event) -> str:
         if event.failed:
-            return f"Lyrics generation failed: {failure_text(event)}"
+            return truncate(f"Lyrics generation failed: {failure_text(event)}", 300)
         titles = ", ".join(item.title or "Untitled" for item in event.lyrics if item.ok)
         return truncate(f"New lyrics: {titles}", 300)
 
