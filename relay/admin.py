@@ -106,9 +106,15 @@ class ReplayError(ValueError):
 
 
 def replay(
-    store: Store, queue: rq.Queue, event_id: str, targets: list[str] | None = None, force: bool = False
+    store: Store,
+    queue: rq.Queue,
+    event_id: str,
+    targets: list[str] | None = None,
+    force: bool = False,
+    known: set[str] | None = None,
 ) -> list[str]:
-    """Queue the event again for ``targets`` (default: every target it was meant for).
+    """Queue the event again for ``targets`` (default: every target it was meant for, of those in
+    ``known`` when given: the targets the workers deliver to).
 
     A target that already has the event is skipped unless ``force``: a replay never repeats a
     message by accident. One still under way may be queued again safely: the job's lock and state
@@ -118,7 +124,7 @@ def replay(
     if event is None:
         raise ReplayError(f"no event {event_id} (unknown, or expired after RELAY_DEDUP_TTL)")
     states = store.deliveries(event_id)
-    chosen = targets or list(states)
+    chosen = targets or [name for name in states if known is None or name in known]
     queued = []
     for name in chosen:
         state = states.get(name, DeliveryState())
@@ -139,3 +145,17 @@ def resolve_event_ids(store: Store, reference: str) -> list[str]:
     if reference.startswith("evt_"):
         return [reference]
     return store.event_ids(reference)
+
+
+def discard_dead(store: Store, reference: str | None, targets: list[str]) -> list[tuple[str, str]]:
+    """Drop dead letters: of an event or task id (``reference``), or all (None); only of
+    ``targets`` when given. Their delivery state stays (dead), so ``status`` still tells."""
+    events = set(resolve_event_ids(store, reference)) if reference else None
+    dropped = [
+        (event_id, target)
+        for event_id, target, _ in store.dead_letters()
+        if (events is None or event_id in events) and (not targets or target in targets)
+    ]
+    for event_id, target in dropped:
+        store.forget_dead(event_id, target)
+    return dropped

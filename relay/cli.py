@@ -1,12 +1,16 @@
 """``python -m relay …``: the worker and the operator's commands.
 
-Every command reads the same environment variables as the web process (see README).
+Every command reads the same environment variables as the web process (see README). With
+``REDIS_URL`` unset and a ``make run`` of this folder running, the commands use its embedded
+Redis (and its callback token), and say so. A configuration error is one line on stderr, naming
+the variable (never its value), and exit status 2.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 
@@ -14,14 +18,32 @@ import click
 
 from relay.config import ConfigError, Settings
 from relay.connection import connect
+from relay.dev import RunLock, data_dir, redis_location
 from relay.logs import configure_logging
+
+CONFIG_ERROR = 2
 
 
 def load_settings() -> Settings:
+    environ = dict(os.environ)
+    if not environ.get("REDIS_URL"):
+        running = RunLock().running()
+        if running and running.get("redis_url"):
+            environ["REDIS_URL"] = running["redis_url"]
+            token_file = data_dir() / "callback-token"
+            if not environ.get("RELAY_CALLBACK_TOKEN") and token_file.exists():
+                environ["RELAY_CALLBACK_TOKEN"] = token_file.read_text().strip()
     try:
-        return Settings.from_env()
+        return Settings.from_env(environ)
     except ConfigError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from None
+        click.echo(f"suno-relay: configuration error: {exc}", err=True)
+        sys.exit(CONFIG_ERROR)
+
+
+def redis_used(settings: Settings) -> str:
+    """Which Redis a command talks to: host, port, db; never a password."""
+    embedded = not os.environ.get("REDIS_URL") and RunLock().running()
+    return redis_location(settings.redis_url) + (", make run's embedded Redis" if embedded else "")
 
 
 @click.group()
@@ -33,22 +55,27 @@ def cli() -> None:
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty (tests, one-off drains).")
 def worker(burst: bool) -> None:
     """Run an RQ worker that delivers events (the Procfile's `worker`)."""
+    import logging
+
     from relay import jobs
     from relay.outage import OUTAGE
     from relay.sweeper import Sweeper
     from relay.worker import build_worker
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    rq_level = configure_logging(settings.log_level, settings.log_format)
+    for warning in settings.url_warnings():
+        logging.getLogger("relay.worker").warning(warning)
     connection, rq_connection = worker_connections(settings)
     OUTAGE.wait_for(connection)  # a worker started before Redis (or with a TLS problem) waits
     runtime = jobs.configure(settings, connection, threads=settings.worker_threads)
     rq_worker = OUTAGE.call(lambda: build_worker(settings, rq_connection))
     OUTAGE.call(lambda: runtime.store.beat(rq_worker.name))  # counted as alive from the start
+    OUTAGE.call(lambda: runtime.store.advertise(rq_worker.name, list(runtime.targets)))
     sweeper = Sweeper(runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval, rq_worker.name)
     sweeper.start()
     try:
-        rq_worker.work(burst=burst, with_scheduler=False, logging_level=settings.log_level)
+        rq_worker.work(burst=burst, with_scheduler=False, logging_level=rq_level)
     finally:
         if runtime.pool:
             runtime.pool.shutdown()  # warm: each thread ends its message in flight and hands the rest back
@@ -78,7 +105,9 @@ def status(task_id: str, as_json: bool) -> None:
     """Show a task's events and each target's delivery state."""
     from relay.admin import task_status
 
-    store, _ = _store_and_queue(load_settings())
+    settings = load_settings()
+    click.echo(f"using redis {redis_used(settings)}", err=True)  # stderr: --json output stays parseable
+    store, _ = _store_and_queue(settings)
     found = task_status(store, task_id)
     if found is None:
         raise click.ClickException(f"no task {task_id} (unknown, or expired after RELAY_DEDUP_TTL)")
@@ -96,14 +125,19 @@ def status(task_id: str, as_json: bool) -> None:
             click.echo(f"  {name:<16} {target['summary']}")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def dead(as_json: bool) -> None:
-    """List dead letters: deliveries that failed for good or ran out of attempts."""
+@click.pass_context
+def dead(ctx: click.Context, as_json: bool) -> None:
+    """List dead letters: deliveries that failed for good or ran out of attempts.
+
+    `dead discard …` drops them."""
     from dataclasses import asdict
 
     from relay.admin import dead_letters
 
+    if ctx.invoked_subcommand:
+        return
     store, _ = _store_and_queue(load_settings())
     letters = dead_letters(store)
     if as_json:
@@ -113,6 +147,29 @@ def dead(as_json: bool) -> None:
         click.echo("no dead letters")
     for letter in letters:
         click.echo(f"{letter.died_at}  {letter.event_id}  task {letter.task_id}  {letter.target}: {letter.reason}")
+
+
+@dead.command("discard")
+@click.argument("reference", required=False)
+@click.option("--target", "targets", multiple=True, help="Only this target's dead letters (repeatable).")
+@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --target, if given).")
+def discard(reference: str | None, targets: tuple[str, ...], everything: bool) -> None:
+    """Drop dead letters: of an event or a task id, or --all (of a --target)."""
+    from relay.admin import discard_dead
+
+    if everything == bool(reference):
+        raise click.UsageError("give an event id or a task id, or --all")
+    store, _ = _store_and_queue(load_settings())
+    dropped = discard_dead(store, reference, list(targets))
+    click.echo(f"discarded {len(dropped)} dead letter(s)" + "".join(f"\n  {e}/{t}" for e, t in dropped))
+
+
+def _targets_known(store, settings: Settings) -> tuple[set[str], str]:  # type: ignore[no-untyped-def]
+    """The targets a replay can reach: the running workers' (they deliver it), else this shell's."""
+    live = store.live_targets()
+    if live is None:
+        return set(settings.target_names), "this shell's configuration (no worker is running)"
+    return live, "the running workers"
 
 
 @cli.command()
@@ -130,10 +187,12 @@ def replay(reference: str | None, targets: tuple[str, ...], all_dead: bool, forc
 
     settings = load_settings()
     store, queue = _store_and_queue(settings)
-    unknown = [name for name in targets if settings.target(name) is None]
+    known, source = _targets_known(store, settings)
+    unknown = [name for name in targets if name not in known]
     if unknown:
         raise click.ClickException(
-            f"unknown target(s): {', '.join(unknown)} (configured: {', '.join(settings.target_names)})"
+            f"target(s) {', '.join(unknown)} not configured on {source} (they have: "
+            f"{', '.join(sorted(known)) or 'none'}): set its URL in the workers' environment and restart them"
         )
     if all_dead == bool(reference):
         raise click.UsageError("give an event id or a task id, or --dead")
@@ -148,8 +207,14 @@ def replay(reference: str | None, targets: tuple[str, ...], all_dead: bool, forc
         if not work:
             raise click.ClickException(f"no event or task {reference}")
     for event_id, names in work:
+        gone = [name for name in names if name not in known]
+        if gone:
+            click.echo(f"{event_id}: skipped {', '.join(gone)}: not configured on {source}")
+            names = [name for name in names if name in known]
+            if not names:
+                continue
         try:
-            queued = replay_event(store, queue, event_id, names or None, force=force)
+            queued = replay_event(store, queue, event_id, names or None, force=force, known=known)
         except ReplayError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(
@@ -211,6 +276,8 @@ def check(send_test: bool) -> None:
 
     settings = load_settings()
     click.echo("configuration: ok")
+    for warning in settings.url_warnings():
+        click.echo(f"  warning: {warning}")
     failed = False
     for spec in settings.targets:
         where = urlsplit(spec.url).hostname or "stdout"  # the host only: the rest of the URL is a secret
@@ -223,18 +290,45 @@ def check(send_test: bool) -> None:
         connection.ping()
         workers = Store(connection, settings.dedup_ttl).live_workers()
         latest = f", latest heartbeat {workers[0][1]:.1f}s ago" if workers else ""
-        click.echo(f"redis: ok ({len(workers)} worker(s) alive: heartbeat within {WORKER_SILENCE:g}s{latest})")
+        alive = f"{len(workers)} worker(s) alive: heartbeat within {WORKER_SILENCE:g}s{latest}"
+        click.echo(f"redis: ok, {redis_used(settings)} ({alive})")
         if not workers:
             click.echo("  warning: no worker is running: callbacks would be acknowledged but not delivered")
     except redis.RedisError as exc:
         from relay.outage import describe
 
-        click.echo(f"redis: FAILED ({describe(exc)})")
+        click.echo(f"redis: FAILED, {redis_used(settings)} ({describe(exc)})")
         failed = True
     if send_test:
         failed = _send_test_messages(settings) or failed
     if failed:
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--failed", is_flag=True, help="The failed-task example (examples/lyrics-error.json).")
+@click.option("--url", help="The relay's base URL (default: RELAY_PUBLIC_URL, else http://localhost:$PORT).")
+def example(failed: bool, url: str | None) -> None:
+    """Send an example callback with a fresh task id, through the running web process: every
+    target configured now gets it, however often you try."""
+    import requests
+
+    from relay.dev import ROOT
+
+    settings = load_settings()
+    running = RunLock().running() or {}
+    base = (url or settings.public_url or f"http://localhost:{running.get('port') or os.environ.get('PORT', '5000')}")
+    payload = json.loads((ROOT / "examples" / ("lyrics-error.json" if failed else "lyrics-complete.json")).read_text())
+    task_id = f"example-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
+    payload["data"]["task_id"] = task_id
+    headers = {"X-Relay-Token": settings.callback_token} if settings.callback_token else {}
+    try:
+        response = requests.post(f"{base.rstrip('/')}/callbacks/suno/lyrics", json=payload, headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach the relay at {base} ({type(exc).__name__}): is it running?") from None
+    if response.status_code != 200:
+        raise click.ClickException(f"the relay answered {response.status_code}: {response.text[:200]}")
+    click.echo(f"sent example task {task_id}: {response.json()['status']} (status: python -m relay status {task_id})")
 
 
 def _send_test_messages(settings: Settings) -> bool:

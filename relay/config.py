@@ -20,6 +20,8 @@ EVENT_FILTERS = {"all": None, "completed": "lyrics.completed", "failed": "lyrics
 # Conservative defaults, from the services' documented limits (Slack: 1 message/s per incoming
 # webhook with short bursts; Discord: 5 requests per 2 s per webhook).
 DEFAULT_RATES = {"slack": (1, 1.0), "discord": (5, 2.0), "webhook": (10, 1.0), "console": (1000, 1.0)}
+# What a service's webhook URLs look like (warnings only: see Settings.url_warnings).
+EXPECTED_HOSTS = {"slack": ("hooks.slack.com",), "discord": ("discord.com", "discordapp.com")}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -59,6 +61,7 @@ class Settings:
     webhook_secret: bytes = field(default=b"", repr=False)
     targets: tuple[TargetSpec, ...] = ()
     log_level: str = "INFO"
+    log_format: str = "auto"  # json | text | auto (text in a terminal)
     # The Suno side: submitting tasks, polling them, verifying signed callbacks.
     suno_api_base: str = "https://api.sunoapi.org"
     suno_api_key: str = field(default="", repr=False)
@@ -110,11 +113,12 @@ class Settings:
             webhook_secret=webhook_secret,
             targets=targets,
             log_level=reader.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR"}),
+            log_format=reader.choice("LOG_FORMAT", "auto", {"auto", "json", "text"}, lower=True),
             suno_api_base=_http_url(env, "SUNO_API_BASE", cls.suno_api_base),
             suno_api_key=env.get("SUNO_API_KEY", "").strip(),
             suno_hmac_key=env.get("SUNO_WEBHOOK_HMAC_KEY", "").strip().encode(),
             public_url=_http_url(env, "RELAY_PUBLIC_URL", ""),
-            mode=reader.choice("RELAY_MODE", "callback", {"CALLBACK", "POLL"}).lower(),
+            mode=reader.choice("RELAY_MODE", "callback", {"callback", "poll"}, lower=True),
             poll_interval=reader.duration("RELAY_POLL_INTERVAL", cls.poll_interval, minimum=0.5),
             poll_grace=reader.duration("RELAY_POLL_GRACE", cls.poll_grace, minimum=0),
             poll_deadline=reader.duration("RELAY_POLL_DEADLINE", cls.poll_deadline, minimum=1),
@@ -127,6 +131,21 @@ class Settings:
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")
         return settings
+
+    def url_warnings(self) -> list[str]:
+        """Target URLs that do not look like their service's (a Slack URL in DISCORD_WEBHOOK_URL,
+        a plain http:// one): warnings, not errors, since proxies and self-hosted servers exist.
+        Each names the target and the host only."""
+        warnings = []
+        for spec in self.targets:
+            parts = urlsplit(spec.url)
+            host = (parts.hostname or "").lower()
+            expected = EXPECTED_HOSTS.get(spec.kind)
+            if expected and not any(host == known or host.endswith("." + known) for known in expected):
+                warnings.append(f"target {spec.name}: {host} is not a {spec.kind} host ({', '.join(expected)})")
+            elif parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+                warnings.append(f"target {spec.name}: plain http:// to {host}: the URL travels unencrypted")
+        return warnings
 
     def require_auth(self) -> None:
         """The web process must not start open to the world by accident."""
@@ -191,8 +210,10 @@ class _Reader:
             raise ConfigError(f"{name} must be lowercase letters, digits, '-' or '_' (at most 40)")
         return value
 
-    def choice(self, name: str, default: str, choices: set[str]) -> str:
-        value = (self.raw(name) or default).upper()
+    def choice(self, name: str, default: str, choices: set[str], lower: bool = False) -> str:
+        """One of ``choices``, in any case; the message lists them as they are documented."""
+        raw = self.raw(name) or default
+        value = raw.lower() if lower else raw.upper()
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(sorted(choices))}")
         return value

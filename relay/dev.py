@@ -4,10 +4,15 @@
 - :class:`RedisServer`: a throw-away or on-disk redis-server on a free port.
 - :func:`procfile`: the Procfile's commands, so that local runs and tests start exactly what the
   platform starts.
+- :class:`RunLock`: one ``make run`` per data folder, and how operator commands find it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
 import shlex
 import shutil
 import socket
@@ -15,8 +20,25 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Where ``make run`` keeps its embedded Redis, token and lock (``RELAY_DATA_DIR``)."""
+    return Path(os.environ.get("RELAY_DATA_DIR") or ROOT / ".data")
+
+
+def redis_location(url: str) -> str:
+    """``host:port db N`` (or the socket path) of a Redis URL: never its password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix socket {parts.path}"
+    db = parts.path.strip("/") or "0"
+    tls = " (TLS)" if parts.scheme == "rediss" else ""
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379} db {db}{tls}"
 
 
 def free_port() -> int:
@@ -78,7 +100,9 @@ class RedisServer:
         else:
             args += ["--appendonly", "no"]
         log = tempfile.TemporaryFile()  # noqa: SIM115 - a file, not a pipe: read only if start fails
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        # Its own session: a terminal's Ctrl-C goes to the foreground group, not to this server,
+        # which `make run` stops last, after the processes that use it.
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_port(self.port)
         except TimeoutError:
@@ -107,3 +131,65 @@ def procfile(path: Path = ROOT / "Procfile") -> dict[str, list[str]]:
         if sep and name.strip() and not name.startswith("#"):
             commands[name.strip()] = shlex.split(command.strip())
     return commands
+
+
+class RunLock:
+    """``<data>/run.lock``, held (``flock``) by a running ``make run`` and naming it.
+
+    The kernel drops the lock with the process, so a crash leaves nothing stale: a lock file
+    nobody holds is just an old file."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.path = (folder or data_dir()) / "run.lock"
+        self.file: Any = None
+
+    def acquire(self, about: dict[str, Any]) -> dict[str, Any] | None:
+        """Take the lock and record ``about``; returns the running instance's record instead
+        when another ``make run`` holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held for the life of the run
+        for attempt in range(3):  # an operator command may hold a shared lock for a moment
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 2:
+                    handle.close()
+                    return self.running() or {"pid": "?"}
+                time.sleep(0.05)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps(about))
+        handle.flush()
+        self.file = handle
+        return None
+
+    def update(self, about: dict[str, Any]) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(json.dumps(about))
+        self.file.flush()
+
+    def release(self) -> None:
+        if self.file:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            self.file.close()
+            self.file = None
+
+    def running(self) -> dict[str, Any] | None:
+        """The record of the ``make run`` holding the lock, or None when none runs."""
+        try:
+            handle = open(self.path)  # noqa: SIM115
+        except FileNotFoundError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    return json.loads(handle.read() or "{}")
+                except ValueError:
+                    return {}
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return None  # nobody holds it: a leftover of a crash

@@ -9,6 +9,7 @@
 - ``relay:inflight``              sorted set of ``<event id>/<target>`` being posted, by the time
   the poster's lock runs out (see :mod:`relay.sweeper`).
 - ``relay:workers``               sorted set of worker names by their last heartbeat (seconds).
+- ``relay:worker-targets``        hash, worker name → the names of the targets it delivers to.
 
 How a delivery moves through these keys is :mod:`relay.delivery`'s business.
 """
@@ -27,6 +28,7 @@ from relay.suno import Event, now_rfc3339
 DEAD_LETTERS = "relay:dead"
 INFLIGHT = "relay:inflight"
 WORKERS = "relay:workers"
+WORKER_TARGETS = "relay:worker-targets"  # hash: worker name → its target names, comma-separated
 # A worker beats every second (relay.sweeper); one silent for longer than this is gone.
 WORKER_SILENCE = 10.0
 
@@ -100,6 +102,7 @@ class Store:
         with self.redis.pipeline() as pipe:
             self.save_delivery(event_id, target, state, pipeline=pipe)
             pipe.zadd(DEAD_LETTERS, {f"{event_id}/{target}": when})
+            pipe.zrem(INFLIGHT, f"{event_id}/{target}")  # settled: nothing for the sweeper to hand on
             for key in (event_key(event_id), deliveries_key(event_id)):
                 pipe.expire(key, self.ttl)
             pipe.execute()
@@ -134,7 +137,24 @@ class Store:
         self.redis.zadd(WORKERS, {worker: time.time() if now is None else now})
 
     def forget_worker(self, worker: str) -> None:
-        self.redis.zrem(WORKERS, worker)
+        with self.redis.pipeline() as pipe:
+            pipe.zrem(WORKERS, worker)
+            pipe.hdel(WORKER_TARGETS, worker)
+            pipe.execute()
+
+    def advertise(self, worker: str, targets: list[str]) -> None:
+        """Say which targets this worker delivers to (replays of others are refused up front)."""
+        self.redis.hset(WORKER_TARGETS, worker, ",".join(targets))
+
+    def live_targets(self) -> set[str] | None:
+        """The targets some live worker delivers to; None when no worker is alive."""
+        live = [name for name, _ in self.live_workers()]
+        if not live:
+            return None
+        found: set[str] = set()
+        for names in self.redis.hmget(WORKER_TARGETS, live):
+            found.update(name for name in (names or b"").decode().split(",") if name)
+        return found
 
     def live_workers(self, now: float | None = None) -> list[tuple[str, float]]:
         """Workers heard from within WORKER_SILENCE: (name, seconds since its last heartbeat),

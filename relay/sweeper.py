@@ -47,7 +47,8 @@ def sweep(store: Store, queue: rq.Queue, now: float | None = None) -> int:
         sweeps = store.redis.incr(sweeps_key)
         store.redis.expire(sweeps_key, 86400)
         if sweeps > MAX_SWEEPS:
-            state.state, state.reason = DEAD, f"abandoned {MAX_SWEEPS} times: the worker crashed or died on it"
+            last = f" (last error: {state.reason})" if state.reason else ""
+            state.state, state.reason = DEAD, f"abandoned {MAX_SWEEPS} times: the worker crashed or died on it{last}"
             store.mark_dead(event_id, target, state, time.time())
             log.error("dead", extra={**context, "reason": state.reason})
             continue

@@ -85,7 +85,7 @@ def test_replay_skips_delivered_targets_unless_forced(relay_env, sample) -> None
     assert "queued for slack" in forced.stdout
     SimpleWorker([runtime.queue], connection=runtime.redis).work(burst=True)
     assert len(slack.received) == 2 and len(discord.received) == 1
-    assert "unknown target(s): teams" in cli(env, "replay", task_id, "--target", "teams").stderr
+    assert "target(s) teams not configured" in cli(env, "replay", task_id, "--target", "teams").stderr
 
 
 def test_tasks_endpoint_needs_the_token_header(relay_env, sample) -> None:
@@ -108,7 +108,7 @@ def test_check_validates_pings_and_sends_test_messages(relay_env, receivers) -> 
     _, env, slack, _ = relay_env
     quiet = cli(env, "check")
     assert quiet.returncode == 0, quiet.stderr
-    assert "configuration: ok" in quiet.stdout and "redis: ok (0 worker(s) alive" in quiet.stdout
+    assert "configuration: ok" in quiet.stdout and "redis: ok" in quiet.stdout and "(0 worker(s) alive" in quiet.stdout
     assert "target slack" in quiet.stdout and "127.0.0.1" in quiet.stdout and "/hook" not in quiet.stdout
     assert slack.attempts == []  # nothing sent without --send-test
 
@@ -125,7 +125,9 @@ def test_check_validates_pings_and_sends_test_messages(relay_env, receivers) -> 
 def test_check_reports_bad_configuration_and_unreachable_redis(relay_env) -> None:
     _, env, _, _ = relay_env
     bad = cli({**env, "DISCORD_WEBHOOK_URL": "nope"}, "check")
-    assert bad.returncode == 1 and "DISCORD_WEBHOOK_URL entry 1 is not an http(s) URL" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "suno-relay: configuration error: DISCORD_WEBHOOK_URL entry 1 is not an http(s) URL"
+    ]
     down = cli({**env, "REDIS_URL": "redis://127.0.0.1:9/0"}, "check")
     assert down.returncode == 1 and "redis: FAILED" in down.stdout
 
