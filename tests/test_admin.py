@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from rq import SimpleWorker
@@ -140,3 +141,29 @@ def test_overdue_retry_says_so() -> None:
     assert "overdue by" in describe(late) and "was due at 2026-01-01T00:00:00Z" in describe(late)
     soon = DeliveryState(state=RETRYING, attempt=1, next_at="2999-01-01T00:00:00Z", reason="HTTP 500")
     assert "next at 2999" in describe(soon) and "overdue" not in describe(soon)
+
+
+def test_dead_letters_can_be_discarded(relay_env, sample) -> None:
+    runtime, env, slack, discord = relay_env
+    slack.script.append(Reply(404, "no_service"))
+    discord.script.append(Reply(404, json.dumps({"message": "Unknown Webhook", "code": 10015})))
+    event_id = deliver_all(runtime, sample)
+    assert cli(env, "dead", "discard").returncode == 2  # neither a reference nor --all
+    one = cli(env, "dead", "discard", sample["data"]["task_id"], "--target", "slack")
+    assert one.returncode == 0 and f"discarded 1 dead letter(s)\n  {event_id}/slack" in one.stdout
+    assert "slack" not in cli(env, "dead").stdout and "discord" in cli(env, "dead").stdout
+    assert "discarded 1" in cli(env, "dead", "discard", "--all").stdout
+    assert cli(env, "dead").stdout.strip() == "no dead letters"
+    assert runtime.store.delivery(event_id, "slack").state == "dead"  # status still tells
+
+
+def test_a_delivery_to_a_target_the_worker_lacks_is_dead_once_with_its_reason(relay_env, sample) -> None:
+    from relay import jobs
+    from relay.sweeper import sweep
+
+    runtime, _env, _slack, _discord = relay_env
+    event_id = deliver_all(runtime, sample)
+    runtime.store.enter_inflight(event_id, ["gone"], time.time() - 1)
+    assert jobs.deliver(event_id, "gone") == "dead"
+    assert sweep(runtime.store, runtime.queue) == 0  # nothing left for the sweeper to loop on
+    assert runtime.store.delivery(event_id, "gone").reason == "target is not configured on this worker"
