@@ -280,7 +280,8 @@ def check(send_test: bool) -> None:
         click.echo(f"  warning: {warning}")
     failed = False
     for spec in settings.targets:
-        where = urlsplit(spec.url).hostname or "stdout"  # the host only: the rest of the URL is a secret
+        # The host only (an Apprise URL: its scheme): the rest of the URL is a secret.
+        where = urlsplit(spec.url).scheme + "://" if spec.kind == "apprise" else urlsplit(spec.url).hostname or "stdout"
         only = spec.only or "all events"
         click.echo(f"  target {spec.name:<14} {spec.kind:<8} {where}  ({only}, {spec.rate[0]}/{spec.rate[1]:g}s)")
     if not settings.callback_token:
@@ -317,7 +318,7 @@ def example(failed: bool, url: str | None) -> None:
 
     settings = load_settings()
     running = RunLock().running() or {}
-    base = (url or settings.public_url or f"http://localhost:{running.get('port') or os.environ.get('PORT', '5000')}")
+    base = url or settings.public_url or f"http://localhost:{running.get('port') or os.environ.get('PORT', '5000')}"
     payload = json.loads((ROOT / "examples" / ("lyrics-error.json" if failed else "lyrics-complete.json")).read_text())
     task_id = f"example-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
     payload["data"]["task_id"] = task_id

@@ -15,13 +15,44 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-TARGET_KINDS = {"SLACK_WEBHOOK_URL": "slack", "DISCORD_WEBHOOK_URL": "discord", "RELAY_WEBHOOK_URL": "webhook"}
+# Variables holding comma-separated target URLs → the kind of target each URL is.
+TARGET_KINDS = {
+    "SLACK_WEBHOOK_URL": "slack",
+    "DISCORD_WEBHOOK_URL": "discord",
+    "RELAY_WEBHOOK_URL": "webhook",
+    "TEAMS_WEBHOOK_URL": "teams",
+    "GOOGLE_CHAT_WEBHOOK_URL": "googlechat",
+    "MATTERMOST_WEBHOOK_URL": "mattermost",
+    "NTFY_URL": "ntfy",
+    "APPRISE_URLS": "apprise",
+}
 EVENT_FILTERS = {"all": None, "completed": "lyrics.completed", "failed": "lyrics.failed"}
-# Conservative defaults, from the services' documented limits (Slack: 1 message/s per incoming
-# webhook with short bursts; Discord: 5 requests per 2 s per webhook).
-DEFAULT_RATES = {"slack": (1, 1.0), "discord": (5, 2.0), "webhook": (10, 1.0), "console": (1000, 1.0)}
+FORMATS = ("full", "brief", "title")
+# Conservative defaults, from the services' documented limits: Slack 1 message/s per incoming
+# webhook; Discord 5 requests per 2 s per webhook; Telegram about 1/s per chat and 20/min per
+# group; Google Chat 60/min per space for all apps together; Mattermost 10/s when limited at
+# all; ntfy.sh one request per 5 s after a burst of 60; Teams flows: no published figure.
+DEFAULT_RATES = {
+    "slack": (1, 1.0),
+    "discord": (5, 2.0),
+    "webhook": (10, 1.0),
+    "teams": (1, 1.0),
+    "telegram": (20, 60.0),
+    "googlechat": (1, 1.0),
+    "mattermost": (5, 1.0),
+    "ntfy": (12, 60.0),
+    "apprise": (1, 1.0),
+    "console": (1000, 1.0),
+}
+_TELEGRAM_TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{20,}$")
+_TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 # What a service's webhook URLs look like (warnings only: see Settings.url_warnings).
-EXPECTED_HOSTS = {"slack": ("hooks.slack.com",), "discord": ("discord.com", "discordapp.com")}
+EXPECTED_HOSTS = {
+    "slack": ("hooks.slack.com",),
+    "discord": ("discord.com", "discordapp.com"),
+    "teams": ("logic.azure.com", "powerautomate.com", "powerplatform.com"),
+    "googlechat": ("chat.googleapis.com",),
+}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -35,11 +66,13 @@ class ConfigError(ValueError):
 class TargetSpec:
     """One delivery target. ``url`` is a secret: it lives only in process memory."""
 
-    kind: str  # slack | discord | webhook | console
+    kind: str  # slack | discord | webhook | teams | telegram | googlechat | mattermost | ntfy | apprise | console
     name: str  # stable, non-secret identifier used in Redis, logs and the CLI
     url: str = field(default="", repr=False)
     only: str | None = None  # an event type, or None for every event
     rate: tuple[int, float] = (1, 1.0)  # at most `rate[0]` messages per `rate[1]` seconds
+    format: str = "full"  # full | brief | title
+    extra: dict[str, str] = field(default_factory=dict, repr=False)  # kind-specific (a chat id, a token)
 
     def wants(self, event_type: str) -> bool:
         return self.only is None or self.only == event_type
@@ -138,6 +171,8 @@ class Settings:
         Each names the target and the host only."""
         warnings = []
         for spec in self.targets:
+            if spec.kind == "apprise":
+                continue  # not HTTP URLs
             parts = urlsplit(spec.url)
             host = (parts.hostname or "").lower()
             expected = EXPECTED_HOSTS.get(spec.kind)
@@ -254,37 +289,30 @@ def _webhook_secret(value: str) -> bytes:
 
 
 def _targets(env: Mapping[str, str]) -> tuple[TargetSpec, ...]:
-    """Parse ``*_WEBHOOK_URL``: comma-separated URLs, options in the URL fragment.
+    """Parse the target variables: comma-separated URLs (Telegram: chat ids), options in the
+    URL fragment.
 
     The fragment is never sent to the target, so it is a safe place for our options:
-    ``https://hooks.slack.com/services/T/B/X#name=ops&only=failed&rate=1/1s``.
+    ``https://hooks.slack.com/services/T/B/X#name=ops&only=failed&rate=1/1s&format=brief``.
     """
     specs: list[TargetSpec] = []
     for variable, kind in TARGET_KINDS.items():
-        entries = [entry.strip() for entry in env.get(variable, "").split(",") if entry.strip()]
-        for position, entry in enumerate(entries, start=1):
+        for position, entry in enumerate(_entries(env, variable), start=1):
             where = f"{variable} entry {position}"
             parts = urlsplit(entry)
-            if parts.scheme not in {"http", "https"} or not parts.hostname:
+            if kind == "apprise":
+                if not re.match(r"^[a-z][a-z0-9+.-]*://", entry) or not _apprise_knows(entry.partition("#")[0]):
+                    raise ConfigError(f"{where} is not an Apprise URL Apprise knows (scheme://…)")
+            elif parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ConfigError(f"{where} is not an http(s) URL")
-            try:
-                options = dict(parse_qsl(parts.fragment, keep_blank_values=True, strict_parsing=bool(parts.fragment)))
-            except ValueError:
-                raise ConfigError(f"{where}: options after '#' must look like name=ops&only=failed") from None
-            unknown = set(options) - {"name", "only", "rate"}
-            if unknown:
-                raise ConfigError(f"{where}: unknown option(s) {', '.join(sorted(unknown))} (known: name, only, rate)")
-            name = options.get("name") or (kind if position == 1 else f"{kind}-{position}")
-            if not _NAME.match(name):
-                raise ConfigError(f"{where}: name must be lowercase letters, digits, '-' or '_' (at most 40)")
-            only = options.get("only", "all")
-            if only not in EVENT_FILTERS:
-                raise ConfigError(f"{where}: only must be one of {', '.join(EVENT_FILTERS)}")
-            rate = _rate(options["rate"], where) if "rate" in options else DEFAULT_RATES[kind]
             url = urlunsplit(parts._replace(fragment=""))
-            specs.append(TargetSpec(kind=kind, name=name, url=url, only=EVENT_FILTERS[only], rate=rate))
+            extra = {"token": env.get("NTFY_TOKEN", "").strip()} if kind == "ntfy" else {}
+            specs.append(_spec(kind, position, where, parts.fragment, url, extra))
+    specs += _telegram_targets(env)
     if env.get("RELAY_WEBHOOK_SECRET", "").strip() and not any(spec.kind == "webhook" for spec in specs):
         raise ConfigError("RELAY_WEBHOOK_SECRET is set but RELAY_WEBHOOK_URL is not")
+    if env.get("NTFY_TOKEN", "").strip() and not any(spec.kind == "ntfy" for spec in specs):
+        raise ConfigError("NTFY_TOKEN is set but NTFY_URL is not")
     names = [spec.name for spec in specs]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
@@ -292,6 +320,67 @@ def _targets(env: Mapping[str, str]) -> tuple[TargetSpec, ...]:
     if not specs:
         specs.append(TargetSpec(kind="console", name="console", rate=DEFAULT_RATES["console"]))
     return tuple(specs)
+
+
+def _apprise_knows(url: str) -> bool:
+    import apprise  # only when APPRISE_URLS is set
+
+    return apprise.Apprise.instantiate(url) is not None
+
+
+def _entries(env: Mapping[str, str], variable: str) -> list[str]:
+    return [entry.strip() for entry in env.get(variable, "").split(",") if entry.strip()]
+
+
+def _spec(kind: str, position: int, where: str, fragment: str, url: str, extra: dict[str, str]) -> TargetSpec:
+    """A target from its options (``name``, ``only``, ``rate``, ``format`` and the kind's own)."""
+    try:
+        options = dict(parse_qsl(fragment, keep_blank_values=True, strict_parsing=bool(fragment)))
+    except ValueError:
+        raise ConfigError(f"{where}: options after '#' must look like name=ops&only=failed") from None
+    known = {"name", "only", "rate", "format"} | ({"topic"} if kind == "telegram" else set())
+    unknown = set(options) - known
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown option(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})"
+        )
+    name = options.get("name") or (kind if position == 1 else f"{kind}-{position}")
+    if not _NAME.match(name):
+        raise ConfigError(f"{where}: name must be lowercase letters, digits, '-' or '_' (at most 40)")
+    only = options.get("only", "all")
+    if only not in EVENT_FILTERS:
+        raise ConfigError(f"{where}: only must be one of {', '.join(EVENT_FILTERS)}")
+    fmt = options.get("format", "full")
+    if fmt not in FORMATS:
+        raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}")
+    if "topic" in options:
+        if not options["topic"].isdigit():
+            raise ConfigError(f"{where}: topic must be a forum topic's number")
+        extra = {**extra, "topic": options["topic"]}
+    rate = _rate(options["rate"], where) if "rate" in options else DEFAULT_RATES[kind]
+    return TargetSpec(kind=kind, name=name, url=url, only=EVENT_FILTERS[only], rate=rate, format=fmt, extra=extra)
+
+
+def _telegram_targets(env: Mapping[str, str]) -> list[TargetSpec]:
+    """``TELEGRAM_BOT_TOKEN`` + ``TELEGRAM_CHAT_ID`` (``-100123#name=songs&topic=42``, …)."""
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    chats = _entries(env, "TELEGRAM_CHAT_ID")
+    if bool(token) != bool(chats):
+        raise ConfigError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID go together: set both, or neither")
+    if not token:
+        return []
+    if not _TELEGRAM_TOKEN.match(token):
+        raise ConfigError("TELEGRAM_BOT_TOKEN must look like 123456789:AAE… (from @BotFather)")
+    base = _http_url(env, "TELEGRAM_API_BASE", "https://api.telegram.org")
+    specs = []
+    for position, entry in enumerate(chats, start=1):
+        where = f"TELEGRAM_CHAT_ID entry {position}"
+        chat, _, fragment = entry.partition("#")
+        if not _TELEGRAM_CHAT.match(chat.strip()):
+            raise ConfigError(f"{where} must be a chat id (-100…) or a @channelusername")
+        url = f"{base}/bot{token}/sendMessage"
+        specs.append(_spec("telegram", position, where, fragment, url, {"chat_id": chat.strip()}))
+    return specs
 
 
 def _rate(value: str, where: str) -> tuple[int, float]:

@@ -6,13 +6,34 @@ import requests
 
 from relay.config import Settings, TargetSpec
 from relay.http import new_session
+from relay.targets.apprise import AppriseTarget
 from relay.targets.base import Outcome, Target
 from relay.targets.console import ConsoleTarget
 from relay.targets.discord import DiscordTarget
+from relay.targets.googlechat import GoogleChatTarget
+from relay.targets.mattermost import MattermostTarget
+from relay.targets.ntfy import NtfyTarget
 from relay.targets.slack import SlackTarget
+from relay.targets.teams import TeamsTarget
+from relay.targets.telegram import TelegramTarget
 from relay.targets.webhook import WebhookTarget
 
-KINDS: dict[str, type[Target]] = {cls.kind: cls for cls in (SlackTarget, DiscordTarget, WebhookTarget, ConsoleTarget)}
+# One line per service: a new service is a module and a line here.
+KINDS: dict[str, type[Target]] = {
+    cls.kind: cls
+    for cls in (
+        SlackTarget,
+        DiscordTarget,
+        WebhookTarget,
+        TeamsTarget,
+        TelegramTarget,
+        GoogleChatTarget,
+        MattermostTarget,
+        NtfyTarget,
+        AppriseTarget,
+        ConsoleTarget,
+    )
+}
 
 __all__ = [
     "KINDS",

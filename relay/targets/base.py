@@ -54,7 +54,9 @@ class Outcome:
 
 
 class Target:
-    """Base of every target. Subclasses set ``kind`` and implement :meth:`render`."""
+    """Base of every target. Subclasses set ``kind`` and implement :meth:`render_event`; they may
+    override :meth:`encode` (a body that is not JSON), :meth:`url_for`, :meth:`classify` and
+    :meth:`omitted` (the note that ends an event too long for :data:`MAX_MESSAGES`)."""
 
     kind: ClassVar[str] = ""
 
@@ -72,15 +74,31 @@ class Target:
         return self.spec.wants(event.type)
 
     def render(self, event: Event) -> list[dict[str, Any]]:
+        """The messages for ``event``, in the target's ``format`` (full, brief or title)."""
+        messages = self.render_event(shape(event, self.spec.format))
+        return limit_messages(messages, self.omitted) if len(messages) > MAX_MESSAGES else messages
+
+    def render_event(self, event: Event) -> list[dict[str, Any]]:
         raise NotImplementedError
+
+    def omitted(self, count: int) -> dict[str, Any]:
+        """The last message when ``count`` more were left out (targets that split override it)."""
+        raise NotImplementedError(f"{self.kind} renders one message per event")
 
     def headers(self, body: bytes, event: Event) -> dict[str, str]:
         return {"Content-Type": "application/json", "User-Agent": "suno-relay"}
 
-    def send(self, message: dict[str, Any], event: Event) -> Outcome:
+    def encode(self, message: dict[str, Any], event: Event) -> tuple[bytes, dict[str, str]]:
         body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+        return body, self.headers(body, event)
+
+    def url_for(self, message: dict[str, Any]) -> str:
+        return self.spec.url
+
+    def send(self, message: dict[str, Any], event: Event) -> Outcome:
+        body, headers = self.encode(message, event)
         try:
-            answer = http.post(self.session, self.spec.url, body, self.headers(body, event), deadline=self.timeout)
+            answer = http.post(self.session, self.url_for(message), body, headers, deadline=self.timeout)
         except http.DeadlinePassed:
             return Outcome(ok=False, reason=f"timeout (no complete answer within {self.timeout:g}s)")
         except requests.Timeout as exc:
@@ -188,12 +206,13 @@ def chunk_text(text: str, limit: int) -> list[str]:
     return [piece for piece in pieces if piece.strip()]
 
 
-def label_sections(text: str, bold: str) -> str:
+def label_sections(text: str, bold: str, closing: str | None = None) -> str:
     """``[Verse 2]`` alone on a line → the service's bold label (``*Verse 2*`` / ``**Verse 2**``).
 
     Linear in the text whatever it holds: the padding around a tag is ``[ \\t]*``, never ``\\s*``,
     which would match newlines and backtrack over every run of blank lines (and drop them)."""
-    return _SECTION_TAG.sub(lambda match: bold + match[1] + bold, text)
+    after = bold if closing is None else closing
+    return _SECTION_TAG.sub(lambda match: bold + match[1] + after, text)
 
 
 def truncate(text: str, limit: int, escape: Callable[[str], str] | None = None) -> str:
@@ -222,6 +241,30 @@ def failure_text(event: Event) -> str:
     if event.code not in (None, 200):
         text = f"{text} (code {event.code})" if text else f"code {event.code}"
     return text or "no reason given by the provider"
+
+
+OMITTED_NOTE = "⚠️ {count} more message(s) of lyrics were not sent: they exceed the relay's limit."
+
+
+def shape(event: Event, fmt: str) -> Event:
+    """The event as a target's ``format`` shows it: ``full`` (everything), ``brief`` (each item's
+    first stanza and how many lines follow) or ``title`` (titles only: empty texts)."""
+    if fmt == "full":
+        return event
+    items = []
+    for item in event.lyrics:
+        if not item.ok:
+            items.append(item)
+            continue
+        if fmt == "title":
+            items.append(dataclasses.replace(item, text=""))
+            continue
+        text = item.text.strip("\n")
+        first, _, rest = text.partition("\n\n")
+        more = len([line for line in rest.splitlines() if line.strip() and not _SECTION_TAG.fullmatch(line)])
+        note = f"\n\n… {more} more line(s)" if more else ""
+        items.append(dataclasses.replace(item, text=first + note))
+    return dataclasses.replace(event, lyrics=tuple(items))
 
 
 def limit_messages(messages: list[Any], omitted_note: Any) -> list[Any]:

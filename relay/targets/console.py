@@ -13,7 +13,7 @@ from relay.targets.base import Outcome, Target, failure_text
 class ConsoleTarget(Target):
     kind = "console"
 
-    def render(self, event: Event) -> list[dict[str, Any]]:
+    def render_event(self, event: Event) -> list[dict[str, Any]]:
         lines = [f"[{event.type}] Suno task {event.task_id} ({event.callback_type})"]
         if event.failed:
             lines.append(f"  failed: {failure_text(event)}")

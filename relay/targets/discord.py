@@ -57,7 +57,7 @@ def _size(embed: dict[str, Any]) -> int:
 class DiscordTarget(Target):
     kind = "discord"
 
-    def render(self, event: Event) -> list[dict[str, Any]]:
+    def render_event(self, event: Event) -> list[dict[str, Any]]:
         footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200, escape)}
         embeds: list[dict[str, Any]] = []
         if not event.lyrics:
@@ -78,8 +78,7 @@ class DiscordTarget(Target):
         rendered = [{"embeds": page, "allowed_mentions": NO_MENTIONS} for page in messages]
         return limit_messages(rendered, self._omitted)
 
-    @staticmethod
-    def _item_embeds(item: Lyric) -> list[dict[str, Any]]:
+    def _item_embeds(self, item: Lyric) -> list[dict[str, Any]]:
         title = item.title or "Untitled lyrics"
         if not item.ok:
             reason = item.error or f"status {item.status}"
@@ -87,6 +86,8 @@ class DiscordTarget(Target):
             failed: list[dict[str, Any]] = [{"description": piece, "color": RED} for piece in pieces]
             failed[0]["title"] = truncate(f"Failed: {title}", TITLE_LIMIT, escape)
             return failed
+        if not item.text and self.spec.format == "title":
+            return [{"title": truncate(title, TITLE_LIMIT, escape), "description": "🎵", "color": GREEN}]
         embeds: list[dict[str, Any]] = [
             {"description": piece, "color": GREEN} for piece in _pieces(label_sections(escape(item.text), "**"))
         ]

@@ -58,7 +58,7 @@ def _context(text: str) -> dict[str, Any]:
 class SlackTarget(Target):
     kind = "slack"
 
-    def render(self, event: Event) -> list[dict[str, Any]]:
+    def render_event(self, event: Event) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
         if not event.lyrics:
             blocks += [_header("Lyrics generation failed"), *_sections(f":x: {escape(failure_text(event))}")]
@@ -78,6 +78,8 @@ class SlackTarget(Target):
         if not item.ok:
             reason = item.error or f"status {item.status}"
             return [_header(f"Failed: {title}"), *_sections(f":x: *Lyrics generation failed:* {escape(reason)}")]
+        if not item.text and self.spec.format == "title":
+            return [_header(title)]
         return [_header(title), *_sections(label_sections(escape(item.text), "*"))]
 
     @staticmethod

@@ -30,7 +30,7 @@ class WebhookTarget(Target):
         super().__init__(*args, **kwargs)
         self.secret = secret
 
-    def render(self, event: Event) -> list[dict[str, Any]]:
+    def render_event(self, event: Event) -> list[dict[str, Any]]:
         return [event.to_dict()]
 
     def headers(self, body: bytes, event: Event) -> dict[str, str]:

@@ -1,0 +1,64 @@
+"""Mattermost incoming webhooks (``https://<host>/hooks/<key>``: the key is the credential).
+
+Slack-compatible body; the relay sends ``text`` (Markdown) with the title as a heading. The
+server answers 200 ``ok``. Limits (Mattermost's documentation): at most 16,383 characters a post,
+so lyrics go :data:`POST_LIMIT` characters a post, cut between stanzas. Mentions: ``@channel``,
+``@here``, ``@all`` and ``@username`` notify people, and Slack-style ``<!channel>`` is translated
+into a mention; Slack's ``parse``/``link_names`` are not supported there, so provider text is
+neutralised instead (a zero-width space after ``@`` and ``<``), and its Markdown is escaped.
+Server-side rate limiting is optional (10/s, burst 100, when on).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from relay.suno import Event, Lyric
+from relay.targets.base import OMITTED_NOTE, Target, chunk_text, failure_text, label_sections, truncate
+
+POST_LIMIT = 16_000  # of 16,383
+TITLE_LIMIT = 200
+_MARKDOWN = re.compile(r"([\\`*_~|#>\[\]])")
+
+
+def escape(text: str) -> str:
+    """Provider text that pings nobody and shows as written."""
+    text = text.replace("@", "@\u200b").replace("<", "<\u200b")
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
+def _escape_keeping_tags(text: str) -> str:
+    """Like :func:`escape`, but ``[Tag]`` lines stay recognisable for section labels."""
+    text = text.replace("@", "@\u200b").replace("<", "<\u200b")
+    return re.sub(r"([\\`*_~|#>])", r"\\\1", text)
+
+
+class MattermostTarget(Target):
+    kind = "mattermost"
+
+    def render_event(self, event: Event) -> list[dict[str, Any]]:
+        posts: list[str] = []
+        if not event.lyrics:
+            posts += self._posts("#### Lyrics generation failed", "❌ " + escape(failure_text(event)))
+        for item in event.lyrics:
+            posts += self._item_posts(item)
+        posts[-1] += f"\n\n_Suno task {escape(event.task_id)} · {escape(event.callback_type)}_"
+        return [{"text": post} for post in posts]
+
+    def omitted(self, count: int) -> dict[str, Any]:
+        return {"text": OMITTED_NOTE.format(count=count)}
+
+    def _item_posts(self, item: Lyric) -> list[str]:
+        heading = f"#### {escape(truncate(item.title or 'Untitled lyrics', TITLE_LIMIT))}"
+        if not item.ok:
+            return self._posts(f"#### Failed: {heading[5:]}", "❌ " + escape(item.error or f"status {item.status}"))
+        if not item.text and self.spec.format == "title":
+            return [heading]
+        labelled = label_sections(_escape_keeping_tags(item.text), "**")
+        return self._posts(heading, labelled.replace("[", "\\[").replace("]", "\\]"))
+
+    @staticmethod
+    def _posts(heading: str, body: str) -> list[str]:
+        pieces = chunk_text(body, POST_LIMIT) or ["(empty)"]
+        return [f"{heading}{' (continued)' if n else ''}\n\n{piece}" for n, piece in enumerate(pieces)]

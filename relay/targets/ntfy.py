@@ -1,0 +1,125 @@
+"""ntfy (``NTFY_URL``: ``https://ntfy.sh/<topic>`` or a self-hosted server's topic URL; the topic
+name is the only secret of a public topic, so the whole URL is treated as one). ``NTFY_TOKEN``:
+an optional access token, sent as ``Authorization: Bearer`` and never logged.
+
+Published as the message body with headers ``Title`` (RFC 2047 for non-ASCII), ``Tags``,
+``Priority`` and ``Markdown: yes``. Limits (ntfy's documentation): a message is at most 4,096
+bytes (a longer one becomes an attachment), so long lyrics continue in further messages; over
+the rate limit ntfy answers 429 with JSON ``{"code": 42901, …}`` and no Retry-After (the relay's
+backoff applies), and ``42908`` is the daily quota (the relay waits :data:`QUOTA_WAIT`). ntfy.sh
+refills one request every 5 s after a burst of 60.
+"""
+
+from __future__ import annotations
+
+import email.header
+import re
+from typing import Any
+
+from relay.http import Answer
+from relay.suno import Event, Lyric
+from relay.targets.base import OMITTED_NOTE, Outcome, Target, chunk_text, failure_text, label_sections, truncate
+
+MESSAGE_BYTES = 4096
+TITLE_LIMIT = 200
+QUOTA_WAIT = 3600.0  # the daily quota: the most a Retry-After may ask (MAX_RETRY_AFTER)
+_MARKDOWN = re.compile(r"([\\`*_~|#>])")
+
+
+def escape(text: str) -> str:
+    return _MARKDOWN.sub(r"\\\1", text)
+
+
+def header_value(text: str) -> str:
+    """An HTTP header value: ASCII as it is, anything else RFC 2047-encoded."""
+    text = " ".join(text.split())
+    if text.isascii():
+        return text
+    return email.header.Header(text, "utf-8").encode()
+
+
+def fit_bytes(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` UTF-8 bytes, cut between stanzas first."""
+    pieces = []
+    for piece in chunk_text(text, limit) or [""]:
+        if len(piece.encode()) <= limit:
+            pieces.append(piece)
+        else:  # multi-byte characters: the same piece, cut finer
+            pieces += fit_bytes(piece, max(limit // 2, 64)) if len(piece) > 1 else [piece]
+    return pieces
+
+
+class NtfyTarget(Target):
+    kind = "ntfy"
+
+    def render_event(self, event: Event) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        if not event.lyrics:
+            messages += self._messages("Lyrics generation failed", "❌ " + escape(failure_text(event)), "x", "high")
+        for item in event.lyrics:
+            messages += self._item_messages(item)
+        footer = f"\n\n_Suno task {escape(event.task_id)} · {escape(event.callback_type)}_"
+        if len((messages[-1]["body"] + footer).encode()) <= MESSAGE_BYTES:
+            messages[-1]["body"] += footer
+        return messages
+
+    def _item_messages(self, item: Lyric) -> list[dict[str, Any]]:
+        title = truncate(item.title or "Untitled lyrics", TITLE_LIMIT)
+        if not item.ok:
+            return self._messages(
+                f"Failed: {title}", "❌ " + escape(item.error or f"status {item.status}"), "x", "high"
+            )
+        if not item.text and self.spec.format == "title":
+            return [{"title": title, "body": title, "tags": "musical_note", "priority": "default"}]
+        labelled = label_sections(escape(item.text), "**")
+        return self._messages(title, labelled, "musical_note", "default")
+
+    @staticmethod
+    def _messages(title: str, body: str, tags: str, priority: str) -> list[dict[str, Any]]:
+        pieces = fit_bytes(body, MESSAGE_BYTES - 200)  # room for the footer
+        total = len(pieces)
+        return [
+            {
+                "title": title if total == 1 else f"{title} ({n}/{total})",
+                "body": piece,
+                "tags": tags,
+                "priority": priority,
+            }
+            for n, piece in enumerate(pieces, start=1)
+        ]
+
+    def omitted(self, count: int) -> dict[str, Any]:
+        return {
+            "title": "suno-relay",
+            "body": OMITTED_NOTE.format(count=count),
+            "tags": "warning",
+            "priority": "default",
+        }
+
+    def encode(self, message: dict[str, Any], event: Event) -> tuple[bytes, dict[str, str]]:
+        headers = {
+            "User-Agent": "suno-relay",
+            "Content-Type": "text/markdown; charset=utf-8",
+            "Title": header_value(message["title"]),
+            "Tags": message["tags"],
+            "Priority": message["priority"],
+            "Markdown": "yes",
+        }
+        token = self.spec.extra.get("token")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return message["body"].encode(), headers
+
+    def classify(self, response: Answer) -> Outcome:
+        outcome = super().classify(response)
+        if response.status_code == 429 and _code(response) == 42908:
+            return Outcome(ok=False, reason="ntfy: daily quota reached (42908)", status=429, retry_after=QUOTA_WAIT)
+        return outcome
+
+
+def _code(response: Answer) -> int | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None

@@ -1,0 +1,117 @@
+"""Telegram, through a bot: ``sendMessage`` to each configured chat (and forum topic).
+
+``TELEGRAM_BOT_TOKEN`` + ``TELEGRAM_CHAT_ID`` (a comma list, each chat a target). The token is in
+the request's path (``/bot<token>/sendMessage``): like a webhook URL it is a secret, scrubbed
+from anything derived from an answer. Limits (Telegram Bot API): ``text`` 1–4096 characters
+after entity parsing, so lyrics go :data:`TEXT_LIMIT` visible characters a message; about one
+message a second per chat and 20 a minute per group. HTML parse mode: ``&``, ``<``, ``>``
+escaped, the title in ``<b>``. A 429 carries ``parameters.retry_after`` in its JSON body. 403
+(blocked, kicked) and 400 ``chat not found`` are permanent; a group migrated to a supergroup
+answers 400 with ``parameters.migrate_to_chat_id``: the dead letter says which id to configure.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from relay.http import Answer
+from relay.suno import Event, Lyric
+from relay.targets.base import (
+    MAX_RETRY_AFTER,
+    OMITTED_NOTE,
+    Outcome,
+    Target,
+    chunk_text,
+    failure_text,
+    label_sections,
+    short_text,
+    truncate,
+)
+
+TEXT_LIMIT = 3900  # of 4096, room for the title and a part marker
+TITLE_LIMIT = 200
+
+
+def escape(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+class TelegramTarget(Target):
+    kind = "telegram"
+
+    def render_event(self, event: Event) -> list[dict[str, Any]]:
+        texts: list[str] = []
+        if not event.lyrics:
+            texts += self._pieces("<b>Lyrics generation failed</b>", "❌ " + escape(failure_text(event)))
+        for item in event.lyrics:
+            texts += self._item_texts(item)
+        footer = f"\n\n<i>Suno task {escape(event.task_id)} · {escape(event.callback_type)}</i>"
+        texts[-1] += footer
+        return [self._message(text) for text in texts]
+
+    def _item_texts(self, item: Lyric) -> list[str]:
+        title = f"<b>{escape(truncate(item.title or 'Untitled lyrics', TITLE_LIMIT))}</b>"
+        if not item.ok:
+            return self._pieces(f"<b>Failed:</b> {title}", "❌ " + escape(item.error or f"status {item.status}"))
+        if not item.text and self.spec.format == "title":
+            return [title]
+        return self._pieces(title, label_sections(escape(item.text), "<b>", "</b>"))
+
+    @staticmethod
+    def _pieces(title: str, body: str) -> list[str]:
+        pieces = chunk_text(body, TEXT_LIMIT) or ["(empty)"]
+        return [
+            f"{title}\n\n{piece}" if n == 0 else f"{title} (continued)\n\n{piece}" for n, piece in enumerate(pieces)
+        ]
+
+    def _message(self, text: str) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "chat_id": self.spec.extra["chat_id"],
+            "text": text,
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": True},
+        }
+        if self.spec.extra.get("topic"):
+            message["message_thread_id"] = int(self.spec.extra["topic"])
+        return message
+
+    def omitted(self, count: int) -> dict[str, Any]:
+        return self._message(OMITTED_NOTE.format(count=count))
+
+    def classify(self, response: Answer) -> Outcome:
+        outcome = super().classify(response)
+        body = _json(response)
+        if outcome.ok:
+            if body.get("ok") is False:  # a 200 that is not a success
+                return Outcome(ok=False, reason=f"telegram: {short_text(str(body.get('description')))}")
+            return outcome
+        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        description = short_text(str(body.get("description") or ""))
+        status = response.status_code
+        if "migrate_to_chat_id" in parameters:
+            new_id = parameters["migrate_to_chat_id"]
+            reason = f"telegram: the group became a supergroup: set its new chat id {new_id} in TELEGRAM_CHAT_ID"
+            return Outcome(ok=False, reason=reason, status=status, permanent=True)
+        if status in (400, 401, 403, 404):
+            return Outcome(ok=False, reason=f"telegram: {description} (HTTP {status})", status=status, permanent=True)
+        return outcome
+
+    def describe_error(self, response: Answer) -> str:
+        description = _json(response).get("description")
+        return short_text(str(description)) if description else super().describe_error(response)
+
+    def retry_after(self, response: Answer) -> float | None:
+        parameters = _json(response).get("parameters")
+        value = parameters.get("retry_after") if isinstance(parameters, dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+        return super().retry_after(response)
+
+
+def _json(response: Answer) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
