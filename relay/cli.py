@@ -282,7 +282,7 @@ def check(send_test: bool) -> None:
     for spec in settings.targets:
         # The host only (an Apprise URL: its scheme): the rest of the URL is a secret.
         where = urlsplit(spec.url).scheme + "://" if spec.kind == "apprise" else urlsplit(spec.url).hostname or "stdout"
-        only = spec.only or "all events"
+        only = "|".join(spec.only) if spec.only else "default events"
         click.echo(f"  target {spec.name:<14} {spec.kind:<8} {where}  ({only}, {spec.rate[0]}/{spec.rate[1]:g}s)")
     if not settings.callback_token:
         click.echo("  warning: RELAY_CALLBACK_TOKEN is not set (the web process needs it)")

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from relay.suno.event import KINDS, PROGRESS_TYPES
+
 # Variables holding comma-separated target URLs → the kind of target each URL is.
 TARGET_KINDS = {
     "SLACK_WEBHOOK_URL": "slack",
@@ -26,7 +28,12 @@ TARGET_KINDS = {
     "NTFY_URL": "ntfy",
     "APPRISE_URLS": "apprise",
 }
-EVENT_FILTERS = {"all": None, "completed": "lyrics.completed", "failed": "lyrics.failed"}
+# `only=`: event types (music.completed), families (music) or outcomes of every kind (completed,
+# failed), several joined by `|`; `all` is everything, progress stages included.
+EVENT_TYPES = {"lyrics.completed", "lyrics.failed", "music.text", "music.first"} | {
+    f"{kind}.{outcome}" for kind in KINDS for outcome in ("completed", "failed")
+}
+FILTER_WORDS = {"all", "completed", "failed", *KINDS, *EVENT_TYPES}
 FORMATS = ("full", "brief", "title")
 # Conservative defaults, from the services' documented limits: Slack 1 message/s per incoming
 # webhook; Discord 5 requests per 2 s per webhook; Telegram about 1/s per chat and 20/min per
@@ -69,13 +76,22 @@ class TargetSpec:
     kind: str  # slack | discord | webhook | teams | telegram | googlechat | mattermost | ntfy | apprise | console
     name: str  # stable, non-secret identifier used in Redis, logs and the CLI
     url: str = field(default="", repr=False)
-    only: str | None = None  # an event type, or None for every event
+    only: tuple[str, ...] | None = None  # types, families or outcomes; None: the kind's default
     rate: tuple[int, float] = (1, 1.0)  # at most `rate[0]` messages per `rate[1]` seconds
     format: str = "full"  # full | brief | title
     extra: dict[str, str] = field(default_factory=dict, repr=False)  # kind-specific (a chat id, a token)
 
     def wants(self, event_type: str) -> bool:
-        return self.only is None or self.only == event_type
+        """By default chat targets get what a person reads (not music's progress stages) and
+        generic webhooks get every event; ``only`` narrows (or, with ``all``, widens) that."""
+        if self.only is None:
+            return self.kind == "webhook" or event_type not in PROGRESS_TYPES
+        return any(
+            pattern in ("all", event_type)
+            or event_type.startswith(pattern + ".")
+            or (pattern in ("completed", "failed") and event_type.endswith("." + pattern))
+            for pattern in self.only
+        )
 
 
 @dataclass(frozen=True)
@@ -347,9 +363,15 @@ def _spec(kind: str, position: int, where: str, fragment: str, url: str, extra: 
     name = options.get("name") or (kind if position == 1 else f"{kind}-{position}")
     if not _NAME.match(name):
         raise ConfigError(f"{where}: name must be lowercase letters, digits, '-' or '_' (at most 40)")
-    only = options.get("only", "all")
-    if only not in EVENT_FILTERS:
-        raise ConfigError(f"{where}: only must be one of {', '.join(EVENT_FILTERS)}")
+    only = None
+    if "only" in options:
+        only = tuple(part.strip() for part in re.split(r"[|, ]+", options["only"]) if part.strip())
+        wrong = [part for part in only if part not in FILTER_WORDS]
+        if wrong or not only:
+            raise ConfigError(
+                f"{where}: only takes event types (music.completed), kinds (music) or completed/failed, "
+                "joined by |"
+            )
     fmt = options.get("format", "full")
     if fmt not in FORMATS:
         raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}")
@@ -358,7 +380,7 @@ def _spec(kind: str, position: int, where: str, fragment: str, url: str, extra: 
             raise ConfigError(f"{where}: topic must be a forum topic's number")
         extra = {**extra, "topic": options["topic"]}
     rate = _rate(options["rate"], where) if "rate" in options else DEFAULT_RATES[kind]
-    return TargetSpec(kind=kind, name=name, url=url, only=EVENT_FILTERS[only], rate=rate, format=fmt, extra=extra)
+    return TargetSpec(kind=kind, name=name, url=url, only=only, rate=rate, format=fmt, extra=extra)
 
 
 def _telegram_targets(env: Mapping[str, str]) -> list[TargetSpec]:

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay.admin import task_status
 from relay.metrics import CALLBACKS, INGEST_SECONDS, scrape
-from relay.suno import PayloadError, normalise, parse_json
+from relay.suno import NORMALISERS, PayloadError, parse_json
 from relay.watch import SubmitError, submit
 
 log = logging.getLogger("relay.web")
@@ -66,15 +66,19 @@ def read_body() -> bytes:
     return b"".join(chunks)
 
 
-@bp.post("/callbacks/suno/lyrics")
-def suno_lyrics_callback() -> Response:
+@bp.post("/callbacks/suno/<kind>")
+def suno_callback(kind: str) -> Response:
+    """One URL per task kind (lyrics, music, wav, stems, video, cover, midi), one door."""
+    normaliser = NORMALISERS.get(kind)
+    if normaliser is None:
+        return error(404, f"no callback endpoint for {kind[:40]!r}: use one of {', '.join(NORMALISERS)}")
     started = time.perf_counter()
     if not _authorised():
         CALLBACKS.labels("unauthorized").inc()
         log.warning("rejected", extra={"reason": "missing or wrong token", "client": request.remote_addr})
         return error(401, "missing or wrong token: pass ?token=<RELAY_CALLBACK_TOKEN> or an X-Relay-Token header")
     try:
-        event = normalise(parse_json(read_body()))
+        event = normaliser(parse_json(read_body()))
     except PayloadError as exc:
         CALLBACKS.labels("invalid").inc()
         log.warning("rejected", extra={"reason": str(exc), "client": request.remote_addr})

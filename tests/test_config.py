@@ -28,7 +28,7 @@ def test_several_urls_each_a_target() -> None:
     })  # fmt: skip
     assert [(t.kind, t.name, t.only, t.rate) for t in settings.targets] == [
         ("slack", "slack", None, (1, 1.0)),
-        ("slack", "ops", "lyrics.failed", (2, 1.0)),
+        ("slack", "ops", ("failed",), (2, 1.0)),
         ("discord", "discord", None, (5, 2.0)),
         ("webhook", "webhook", None, (10, 1.0)),
     ]
@@ -42,7 +42,7 @@ def test_several_urls_each_a_target() -> None:
     [
         ({"SLACK_WEBHOOK_URL": "hooks.slack.com/services/S3CR3T"}, "SLACK_WEBHOOK_URL entry 1 is not an http(s) URL"),
         ({"DISCORD_WEBHOOK_URL": f"{DISCORD},ftp://S3CR3T"}, "DISCORD_WEBHOOK_URL entry 2 is not an http(s) URL"),
-        ({"SLACK_WEBHOOK_URL": f"{SLACK}#only=sometimes"}, "SLACK_WEBHOOK_URL entry 1: only must be one of"),
+        ({"SLACK_WEBHOOK_URL": f"{SLACK}#only=sometimes"}, "SLACK_WEBHOOK_URL entry 1: only takes event types"),
         ({"SLACK_WEBHOOK_URL": f"{SLACK}#colour=red"}, "unknown option(s) colour"),
         ({"SLACK_WEBHOOK_URL": f"{SLACK}#rate=fast"}, "rate must look like 1/1s"),
         ({"SLACK_WEBHOOK_URL": f"{SLACK}#name=ops,{SLACK}#name=ops"}, "target names must be unique; repeated: ops"),
@@ -77,3 +77,18 @@ def test_token_is_required_for_the_web_process() -> None:
         Settings.from_env({"RELAY_CALLBACK_TOKEN": "abc"}).require_auth()
     Settings.from_env({"RELAY_ALLOW_UNAUTHENTICATED": "1"}).require_auth()
     Settings.from_env({"RELAY_CALLBACK_TOKEN": "x" * 32}).require_auth()
+
+
+def test_only_takes_types_families_and_outcomes_and_defaults_by_kind() -> None:
+    settings = Settings.from_env({
+        "SLACK_WEBHOOK_URL": f"{SLACK}, {SLACK}2#only=music.completed|lyrics.completed, {SLACK}3#only=music, {SLACK}4#only=all",
+        "RELAY_WEBHOOK_URL": "https://example.com/hook",
+    })  # fmt: skip
+    default, pair, family, everything, webhook = settings.targets
+    assert default.wants("music.completed") and default.wants("wav.failed") and not default.wants("music.text")
+    assert webhook.wants("music.text") and webhook.wants("music.first")
+    assert pair.wants("music.completed") and pair.wants("lyrics.completed") and not pair.wants("music.failed")
+    assert family.wants("music.text") and family.wants("music.failed") and not family.wants("lyrics.completed")
+    assert everything.wants("music.first")
+    with pytest.raises(ConfigError, match="only takes event types"):
+        Settings.from_env({"SLACK_WEBHOOK_URL": f"{SLACK}#only=music.done"})

@@ -1,0 +1,115 @@
+"""The normalised event every Suno callback becomes, whatever its kind (lyrics, music, WAV,
+stems, video, cover images, MIDI). :meth:`Event.to_dict` is the generic webhook body."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("lyrics", "music", "wav", "stems", "video", "cover", "midi")
+COMPLETED = "lyrics.completed"
+FAILED = "lyrics.failed"
+# Stages of a music task a person does not need in chat (generic webhooks get them).
+PROGRESS_TYPES = frozenset({"music.text", "music.first"})
+MUSIC_STAGES = {"text": "music.text", "first": "music.first", "complete": "music.completed"}
+
+
+@dataclass(frozen=True)
+class Lyric:
+    title: str
+    text: str
+    status: str  # "complete" or "failed" (or the provider's word, lowercased, if unknown)
+    error: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+
+@dataclass(frozen=True)
+class Track:
+    """One generated song (a music task makes two)."""
+
+    id: str = ""
+    title: str = ""
+    tags: str = ""
+    duration: float | None = None  # seconds
+    model: str = ""
+    prompt: str = ""
+    created: str = ""
+    audio_url: str = ""  # the final file (may come only with the `complete` stage)
+    stream_url: str = ""  # playable earlier
+    image_url: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    task_id: str
+    callback_type: str
+    code: int | None
+    message: str
+    received_at: str
+    lyrics: tuple[Lyric, ...] = field(default_factory=tuple)
+    kind: str = "lyrics"
+    tracks: tuple[Track, ...] = field(default_factory=tuple)
+    files: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (label, url): WAV, stems, video, covers
+    instruments: tuple[tuple[str, int], ...] = field(default_factory=tuple)  # MIDI: (name, notes)
+
+    @property
+    def type(self) -> str:
+        """``<kind>.completed`` / ``<kind>.failed``; music also ``music.text`` and ``music.first``."""
+        if self.kind == "lyrics":
+            return COMPLETED if any(item.ok for item in self.lyrics) else FAILED
+        if self.callback_type == "error" or self.code not in (None, 200):
+            return f"{self.kind}.failed"
+        if self.kind == "music":
+            return MUSIC_STAGES.get(self.callback_type, "music.completed") if self.tracks else "music.failed"
+        has_content = bool(self.files or self.instruments)
+        return f"{self.kind}.completed" if has_content else f"{self.kind}.failed"
+
+    @property
+    def failed(self) -> bool:
+        return self.type.endswith(".failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type,
+            "id": self.id,
+            "task_id": self.task_id,
+            "callback_type": self.callback_type,
+            "code": self.code,
+            "message": self.message,
+            "received_at": self.received_at,
+            "lyrics": [{"title": i.title, "text": i.text, "status": i.status, "error": i.error} for i in self.lyrics],
+        }
+        if self.kind != "lyrics":
+            body["kind"] = self.kind
+            body["tracks"] = [track.__dict__ for track in self.tracks]
+            body["files"] = [{"label": label, "url": link} for label, link in self.files]
+            body["instruments"] = [{"name": name, "notes": notes} for name, notes in self.instruments]
+        return body
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            id=data["id"],
+            task_id=data["task_id"],
+            callback_type=data["callback_type"],
+            code=data["code"],
+            message=data["message"],
+            received_at=data["received_at"],
+            lyrics=tuple(Lyric(**item) for item in data["lyrics"]),
+            kind=data.get("kind", "lyrics"),
+            tracks=tuple(Track(**track) for track in data.get("tracks", ())),
+            files=tuple((item["label"], item["url"]) for item in data.get("files", ())),
+            instruments=tuple((item["name"], item["notes"]) for item in data.get("instruments", ())),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Event:
+        return cls.from_dict(json.loads(raw))
