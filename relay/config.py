@@ -369,8 +369,7 @@ def _spec(kind: str, position: int, where: str, fragment: str, url: str, extra: 
         wrong = [part for part in only if part not in FILTER_WORDS]
         if wrong or not only:
             raise ConfigError(
-                f"{where}: only takes event types (music.completed), kinds (music) or completed/failed, "
-                "joined by |"
+                f"{where}: only takes event types (music.completed), kinds (music) or completed/failed, joined by |"
             )
     fmt = options.get("format", "full")
     if fmt not in FORMATS:

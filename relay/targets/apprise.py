@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from relay.suno import Event
-from relay.targets.base import Outcome, Target, failure_text, truncate
+from relay.targets.base import Outcome, Target, cards, failure_text, truncate
 
 logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)  # nothing of Apprise's reaches our logs
 logging.getLogger("apprise").propagate = False
@@ -50,6 +50,17 @@ class AppriseTarget(Target):
         self.apprise.add(with_options(self.spec.url, self.timeout))  # a URL Apprise knows: checked by config
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            found = cards(event)
+            lines = []
+            for card in found:
+                lines.append(card.title)
+                lines += [f"{label}: {value}" for label, value in card.facts]
+                lines += [f"{label}: {link}" for label, link in card.links]
+                lines.append("")
+            lines.append(f"Suno task {event.task_id} · {event.type}")
+            title = ", ".join(card.title for card in found)
+            return [{"title": neutralise(truncate(title, 250)), "body": neutralise("\n".join(lines))}]
         parts: list[str] = []
         if not event.lyrics:
             title = "Lyrics generation failed"

@@ -243,6 +243,74 @@ def failure_text(event: Event) -> str:
     return text or "no reason given by the provider"
 
 
+# What a person reads of an event that is not lyrics: one card per song or per set of files.
+FILES_EXPIRE = "Files from the provider expire after about 14 days."
+KIND_TITLES = {
+    "music": "Song generation",
+    "wav": "WAV conversion",
+    "stems": "Vocal separation",
+    "video": "Music video",
+    "cover": "Cover images",
+    "midi": "MIDI",
+}
+STAGES = {"text": "lyrics and style ready, audio follows", "first": "the first song is ready", "complete": "complete"}
+
+
+@dataclass(frozen=True)
+class Card:
+    title: str
+    failed: bool = False
+    facts: tuple[tuple[str, str], ...] = ()  # (label, value)
+    links: tuple[tuple[str, str], ...] = ()  # (label, http(s) URL, checked at the door)
+    image: str = ""
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return ""
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def cards(event: Event) -> list[Card]:
+    """The cards of a music, WAV, stems, video, cover or MIDI event (not lyrics)."""
+    name = KIND_TITLES.get(event.kind, event.kind)
+    if event.failed:
+        return [Card(title=f"{name} failed", failed=True, facts=(("Reason", failure_text(event)),))]
+    if event.kind == "music":
+        found = []
+        for track in event.tracks:
+            facts = [("Stage", STAGES.get(event.callback_type, event.callback_type))]
+            facts += [
+                (label, value)
+                for label, value in (
+                    ("Tags", track.tags),
+                    ("Duration", duration_text(track.duration)),
+                    ("Model", track.model),
+                )
+                if value
+            ]
+            links = [("Audio", track.audio_url)] if track.audio_url else []
+            if track.stream_url and not track.audio_url:
+                links.append(("Stream", track.stream_url))  # the final file is not ready yet
+            found.append(
+                Card(
+                    title=track.title or "Untitled song", facts=tuple(facts), links=tuple(links), image=track.image_url
+                )
+            )
+        return found
+    if event.kind == "midi":
+        facts = tuple((instrument, f"{notes} notes") for instrument, notes in event.instruments)
+        return [Card(title=f"{name} ready", facts=facts)]
+    image = event.files[0][1] if event.kind == "cover" and event.files else ""
+    return [Card(title=f"{name} ready", links=event.files, image=image)]
+
+
+def markdown_link(label: str, url: str) -> str:
+    """``[label](url)``; the door let through no space, quote or angle bracket, parentheses are encoded."""
+    return f"[{label}]({url.replace('(', '%28').replace(')', '%29')})"
+
+
 OMITTED_NOTE = "⚠️ {count} more message(s) of lyrics were not sent: they exceed the relay's limit."
 
 

@@ -7,13 +7,20 @@ import sys
 from typing import Any
 
 from relay.suno import Event
-from relay.targets.base import Outcome, Target, failure_text
+from relay.targets.base import Outcome, Target, cards, failure_text
 
 
 class ConsoleTarget(Target):
     kind = "console"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            lines = [f"[{event.type}] Suno task {event.task_id}"]
+            for card in cards(event):
+                lines.append(f"  ── {card.title}")
+                lines += [f"  {label}: {value}" for label, value in card.facts]
+                lines += [f"  {label}: {link}" for label, link in card.links]
+            return [{"text": "\n".join(lines)}]
         lines = [f"[{event.type}] Suno task {event.task_id} ({event.callback_type})"]
         if event.failed:
             lines.append(f"  failed: {failure_text(event)}")

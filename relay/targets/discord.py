@@ -15,12 +15,16 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
+    FILES_EXPIRE,
     MAX_RETRY_AFTER,
+    Card,
     Target,
+    cards,
     chunk_text,
     failure_text,
     label_sections,
     limit_messages,
+    markdown_link,
     short_text,
     truncate,
 )
@@ -58,6 +62,8 @@ class DiscordTarget(Target):
     kind = "discord"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            return self.render_cards(event, cards(event))
         footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200, escape)}
         embeds: list[dict[str, Any]] = []
         if not event.lyrics:
@@ -77,6 +83,23 @@ class DiscordTarget(Target):
             page[-1]["footer"] = footer  # once a message: the task id, without eating the budget
         rendered = [{"embeds": page, "allowed_mentions": NO_MENTIONS} for page in messages]
         return limit_messages(rendered, self._omitted)
+
+    def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
+        embeds = []
+        for card in found[:EMBEDS_PER_MESSAGE]:
+            lines = [f"**{escape(label)}:** {escape(value)}" for label, value in card.facts]
+            lines += [markdown_link(escape(label), link) for label, link in card.links]
+            embed: dict[str, Any] = {
+                "title": truncate(("❌ " if card.failed else "") + card.title, TITLE_LIMIT, escape),
+                "description": "\n".join(lines)[:DESCRIPTION_LIMIT] or "\u200b",
+                "color": RED if card.failed else GREEN,
+            }
+            if card.image:
+                embed["thumbnail"] = {"url": card.image}
+            embeds.append(embed)
+        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        embeds[-1]["footer"] = {"text": truncate(f"Suno task {event.task_id} · {event.type}{expire}", 200)}
+        return [{"embeds": embeds, "allowed_mentions": NO_MENTIONS}]
 
     def _item_embeds(self, item: Lyric) -> list[dict[str, Any]]:
         title = item.title or "Untitled lyrics"

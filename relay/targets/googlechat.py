@@ -21,7 +21,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from relay.suno import Event, Lyric
-from relay.targets.base import OMITTED_NOTE, Target, chunk_text, failure_text, label_sections, truncate
+from relay.targets.base import (
+    FILES_EXPIRE,
+    OMITTED_NOTE,
+    Card,
+    Target,
+    cards,
+    chunk_text,
+    failure_text,
+    label_sections,
+    truncate,
+)
 
 MESSAGE_BYTES = 28_000  # of 32,000
 PIECE_LIMIT = 4000
@@ -55,6 +65,8 @@ class GoogleChatTarget(Target):
         return self.post_url
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            return self.render_cards(event, cards(event))
         sections: list[tuple[str, list[str]]] = []  # (header, paragraphs)
         if not event.lyrics:
             sections.append(("Lyrics generation failed", chunk_text("❌ " + escape(failure_text(event)), PIECE_LIMIT)))
@@ -77,6 +89,23 @@ class GoogleChatTarget(Target):
                     titles.append(header)
         messages.append(self._message(event, subtitle, titles, widgets))
         return messages
+
+    def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
+        widgets: list[dict[str, Any]] = []
+        for card in found:
+            lines = [f"<b>{escape(('❌ ' if card.failed else '') + card.title)}</b>"]
+            lines += [f"<b>{escape(label)}:</b> {escape(value)}" for label, value in card.facts]
+            lines += [f'<a href="{html.escape(link, quote=True)}">{escape(label)}</a>' for label, link in card.links]
+            widgets.append({"textParagraph": {"text": "<br>".join(lines)}})
+            if card.image:
+                widgets.append({"image": {"imageUrl": card.image, "altText": plain(card.title)}})
+        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        subtitle = f"Suno task {event.task_id} · {event.type}{expire}"
+        message = self._message(event, subtitle, [card.title for card in found], widgets)
+        image = next((card.image for card in found if card.image), "")
+        if image:
+            message["cardsV2"][0]["card"]["header"]["imageUrl"] = image
+        return [message]
 
     def omitted(self, count: int) -> dict[str, Any]:
         return {"text": OMITTED_NOTE.format(count=count)}

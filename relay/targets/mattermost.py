@@ -15,7 +15,18 @@ import re
 from typing import Any
 
 from relay.suno import Event, Lyric
-from relay.targets.base import OMITTED_NOTE, Target, chunk_text, failure_text, label_sections, truncate
+from relay.targets.base import (
+    FILES_EXPIRE,
+    OMITTED_NOTE,
+    Card,
+    Target,
+    cards,
+    chunk_text,
+    failure_text,
+    label_sections,
+    markdown_link,
+    truncate,
+)
 
 POST_LIMIT = 16_000  # of 16,383
 TITLE_LIMIT = 200
@@ -38,6 +49,8 @@ class MattermostTarget(Target):
     kind = "mattermost"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            return self.render_cards(event, cards(event))
         posts: list[str] = []
         if not event.lyrics:
             posts += self._posts("#### Lyrics generation failed", "❌ " + escape(failure_text(event)))
@@ -45,6 +58,19 @@ class MattermostTarget(Target):
             posts += self._item_posts(item)
         posts[-1] += f"\n\n_Suno task {escape(event.task_id)} · {escape(event.callback_type)}_"
         return [{"text": post} for post in posts]
+
+    def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
+        parts = []
+        for card in found:
+            lines = [f"#### {escape(('❌ ' if card.failed else '') + card.title)}"]
+            lines += [f"**{escape(label)}:** {escape(value)}" for label, value in card.facts]
+            lines += [markdown_link(escape(label), link) for label, link in card.links]
+            if card.image:
+                lines.append(f"![cover]({card.image.replace('(', '%28').replace(')', '%29')})")
+            parts.append("  \n".join(lines))
+        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        text = "\n\n".join(parts) + f"\n\n_Suno task {escape(event.task_id)} · {event.type}{expire}_"
+        return [{"text": text[:POST_LIMIT]}]
 
     def omitted(self, count: int) -> dict[str, Any]:
         return {"text": OMITTED_NOTE.format(count=count)}

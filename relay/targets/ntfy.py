@@ -18,7 +18,20 @@ from typing import Any
 
 from relay.http import Answer
 from relay.suno import Event, Lyric
-from relay.targets.base import OMITTED_NOTE, Outcome, Target, chunk_text, failure_text, label_sections, truncate
+from relay.targets.base import (
+    FILES_EXPIRE,
+    KIND_TITLES,
+    OMITTED_NOTE,
+    Card,
+    Outcome,
+    Target,
+    cards,
+    chunk_text,
+    failure_text,
+    label_sections,
+    markdown_link,
+    truncate,
+)
 
 MESSAGE_BYTES = 4096
 TITLE_LIMIT = 200
@@ -53,6 +66,8 @@ class NtfyTarget(Target):
     kind = "ntfy"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            return self.render_cards(event, cards(event))
         messages: list[dict[str, Any]] = []
         if not event.lyrics:
             messages += self._messages("Lyrics generation failed", "❌ " + escape(failure_text(event)), "x", "high")
@@ -88,6 +103,24 @@ class NtfyTarget(Target):
             for n, piece in enumerate(pieces, start=1)
         ]
 
+    def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
+        parts = []
+        for card in found:
+            lines = [f"**{escape(('❌ ' if card.failed else '') + card.title)}**"]
+            lines += [f"{escape(label)}: {escape(value)}" for label, value in card.facts]
+            lines += [markdown_link(escape(label), link) for label, link in card.links]
+            parts.append("  \n".join(lines))
+        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        body = "\n\n".join(parts) + f"\n\n_Suno task {escape(event.task_id)} · {event.type}{expire}_"
+        failed = any(card.failed for card in found)
+        title = KIND_TITLES.get(event.kind, event.kind) + (" failed" if failed else "")
+        message = {"title": title, "body": fit_bytes(body, MESSAGE_BYTES)[0], "tags": "x" if failed else "musical_note"}
+        message["priority"] = "high" if failed else "default"
+        link = next((link for card in found for _, link in card.links), "")
+        if link:
+            message["click"] = link  # tapping the notification opens the file
+        return [message]
+
     def omitted(self, count: int) -> dict[str, Any]:
         return {
             "title": "suno-relay",
@@ -105,6 +138,8 @@ class NtfyTarget(Target):
             "Priority": message["priority"],
             "Markdown": "yes",
         }
+        if message.get("click"):
+            headers["Click"] = message["click"]
         token = self.spec.extra.get("token")
         if token:
             headers["Authorization"] = f"Bearer {token}"

@@ -14,8 +14,11 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
+    FILES_EXPIRE,
+    Card,
     Outcome,
     Target,
+    cards,
     chunk_text,
     failure_text,
     label_sections,
@@ -59,6 +62,8 @@ class SlackTarget(Target):
     kind = "slack"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            return self.render_cards(event, cards(event))
         blocks: list[dict[str, Any]] = []
         if not event.lyrics:
             blocks += [_header("Lyrics generation failed"), *_sections(f":x: {escape(failure_text(event))}")]
@@ -72,6 +77,25 @@ class SlackTarget(Target):
             for n, page in enumerate(pages, start=1)
         ]
         return limit_messages(messages, lambda omitted: self._omitted(fallback, footer, omitted))
+
+    def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        for card in found:
+            blocks.append(_header(("❌ " if card.failed else "") + card.title))
+            lines = [f"*{escape(label)}:* {escape(value)}" for label, value in card.facts]
+            lines += [f"<{link}|{escape(label)}>" for label, link in card.links]
+            sections = _sections("\n".join(lines) or " ")
+            if card.image:  # the cover beside the first section
+                sections[0]["accessory"] = {
+                    "type": "image",
+                    "image_url": card.image,
+                    "alt_text": truncate(card.title, 100),
+                }
+            blocks += sections
+        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        blocks.append(_context(f"Suno task `{escape(event.task_id)}` · {event.type}{expire}"))
+        fallback = escape(truncate(", ".join(card.title for card in found), 300))
+        return [{"text": fallback, "blocks": blocks[:BLOCKS_PER_MESSAGE]}]
 
     def _item_blocks(self, item: Lyric) -> list[dict[str, Any]]:
         title = item.title or "Untitled lyrics"

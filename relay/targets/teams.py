@@ -20,12 +20,16 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
+    FILES_EXPIRE,
     OMITTED_NOTE,
+    Card,
     Outcome,
     Target,
+    cards,
     chunk_text,
     failure_text,
     label_sections,
+    markdown_link,
     short_text,
     truncate,
 )
@@ -81,6 +85,8 @@ class TeamsTarget(Target):
     kind = "teams"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            return self.render_cards(event, cards(event))
         blocks: list[dict[str, Any]] = []
         if not event.lyrics:
             blocks.append(_block("Lyrics generation failed", weight="Bolder", size="Medium", color="Attention"))
@@ -94,6 +100,23 @@ class TeamsTarget(Target):
                 messages.append([])
             messages[-1].append(block)
         return [_card([*page, footer]) for page in messages]
+
+    def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        for card in found:
+            color = {"color": "Attention"} if card.failed else {}
+            blocks.append(
+                _block(escape(("❌ " if card.failed else "") + card.title), weight="Bolder", size="Medium", **color)
+            )
+            lines = [f"**{escape(label)}:** {escape(value)}" for label, value in card.facts]
+            lines += [markdown_link(escape(label), link) for label, link in card.links]
+            if lines:
+                blocks.append(_block("  \n".join(lines)))
+            if card.image:
+                blocks.append({"type": "Image", "url": card.image, "altText": card.title, "size": "Medium"})
+        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        blocks.append(_block(escape(f"Suno task {event.task_id} · {event.type}{expire}"), isSubtle=True, size="Small"))
+        return [_card(blocks)]
 
     def _item_blocks(self, item: Lyric) -> list[dict[str, Any]]:
         title = truncate(item.title or "Untitled lyrics", TITLE_LIMIT, escape)

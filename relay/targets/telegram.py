@@ -18,10 +18,13 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
+    FILES_EXPIRE,
     MAX_RETRY_AFTER,
     OMITTED_NOTE,
+    Card,
     Outcome,
     Target,
+    cards,
     chunk_text,
     failure_text,
     label_sections,
@@ -41,6 +44,8 @@ class TelegramTarget(Target):
     kind = "telegram"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
+        if event.kind != "lyrics":
+            return self.render_cards(event, cards(event))
         texts: list[str] = []
         if not event.lyrics:
             texts += self._pieces("<b>Lyrics generation failed</b>", "❌ " + escape(failure_text(event)))
@@ -49,6 +54,21 @@ class TelegramTarget(Target):
         footer = f"\n\n<i>Suno task {escape(event.task_id)} · {escape(event.callback_type)}</i>"
         texts[-1] += footer
         return [self._message(text) for text in texts]
+
+    def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
+        parts = []
+        for card in found:
+            lines = [f"<b>{escape(('❌ ' if card.failed else '') + card.title)}</b>"]
+            lines += [f"<b>{escape(label)}:</b> {escape(value)}" for label, value in card.facts]
+            lines += [f'<a href="{html.escape(link, quote=True)}">{escape(label)}</a>' for label, link in card.links]
+            parts.append("\n".join(lines))
+        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        text = "\n\n".join(parts)[:TEXT_LIMIT] + f"\n\n<i>Suno task {escape(event.task_id)} · {event.type}{expire}</i>"
+        message = self._message(text)
+        image = next((card.image for card in found if card.image), "")
+        if image:  # the cover, as the link preview
+            message["link_preview_options"] = {"url": image, "prefer_small_media": True}
+        return [message]
 
     def _item_texts(self, item: Lyric) -> list[str]:
         title = f"<b>{escape(truncate(item.title or 'Untitled lyrics', TITLE_LIMIT))}</b>"
