@@ -229,27 +229,30 @@ def replay(reference: str | None, targets: tuple[str, ...], all_dead: bool, forc
 
 @cli.command()
 @click.argument("prompt")
-def submit(prompt: str) -> None:
-    """Submit a lyrics task to Suno (with this relay's callback URL) and watch it.
-
-    The result reaches the targets by callback or, without one, by polling (RELAY_MODE=poll).
-    """
+@click.option("--music", is_flag=True, help="A song (music generation) instead of lyrics.")
+def submit(prompt: str, music: bool) -> None:
+    """Submit a lyrics (or, with --music, a music) task to Suno, with this relay's callback URL,
+    and watch it. The result reaches the targets by callback or, without one, by polling."""
     from relay import jobs
     from relay.watch import SubmitError
     from relay.watch import submit as submit_task
 
     settings = load_settings()
+    if not settings.suno_api_key:
+        raise click.ClickException("SUNO_API_KEY is not set: submitting needs it")
     runtime = jobs.configure(settings, connect(settings))
+    kind = "music" if music else "lyrics"
     try:
-        task_id = submit_task(settings, runtime.suno, runtime.watchlist, prompt)
+        task_id = submit_task(settings, runtime.suno, runtime.watchlist, prompt, kind)
     except SubmitError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"submitted: task {task_id}; watching it (status: python -m relay status {task_id})")
+    click.echo(f"submitted: {kind} task {task_id}; watching it (status: python -m relay status {task_id})")
 
 
 @cli.command()
 @click.argument("task_id")
-def watch(task_id: str) -> None:
+@click.option("--kind", type=click.Choice(["lyrics", "music"]), default="lyrics", show_default=True)
+def watch(task_id: str, kind: str) -> None:
     """Poll a task submitted elsewhere until its result arrives, then deliver it."""
     from relay import jobs
 
@@ -257,8 +260,9 @@ def watch(task_id: str) -> None:
     if not settings.suno_api_key:
         raise click.ClickException("SUNO_API_KEY is not set: polling needs it")
     runtime = jobs.configure(settings, connect(settings))
-    runtime.watchlist.add(task_id, 0, settings.poll_deadline)
-    click.echo(f"watching task {task_id} (every {settings.poll_interval:g}s, for up to {settings.poll_deadline:g}s)")
+    runtime.watchlist.add(task_id, 0, settings.poll_deadline, kind)
+    every = f"every {settings.poll_interval:g}s, for up to {settings.poll_deadline:g}s"
+    click.echo(f"watching {kind} task {task_id} ({every})")
 
 
 @cli.command()

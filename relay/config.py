@@ -126,13 +126,14 @@ class Settings:
     worker_threads: int = 16
     dashboard_password: str = field(default="", repr=False)
 
-    def callback_url(self) -> str | None:
-        """This relay's own callback URL (token included), from RELAY_PUBLIC_URL; None without it."""
+    def callback_url(self, kind: str = "lyrics") -> str | None:
+        """This relay's own callback URL for a task kind (token included), from RELAY_PUBLIC_URL;
+        None without it."""
         base = self.public_url.rstrip("/")
         if not base:
             return None
         query = f"?{urlencode({'token': self.callback_token})}" if self.callback_token else ""
-        return f"{base}/callbacks/suno/lyrics{query}"
+        return f"{base}/callbacks/suno/{kind}{query}"
 
     @property
     def target_names(self) -> tuple[str, ...]:

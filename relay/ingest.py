@@ -9,7 +9,7 @@ from relay.config import Settings
 from relay.queue import enqueue_delivery
 from relay.scripts import REPLAY, pack, record
 from relay.store import DeliveryState, deliveries_key, event_key, task_key
-from relay.suno import Event
+from relay.suno import PROGRESS_TYPES, Event
 from relay.watch import WATCHLIST, watch_key
 
 QUEUED_STATE = DeliveryState().to_json()
@@ -65,6 +65,7 @@ class Ingest:
             pipe.hset(deliveries_key(event.id), mapping=dict.fromkeys(targets, QUEUED_STATE))
             pipe.expire(deliveries_key(event.id), ttl)
             enqueue_delivery(self.queue, event.id, targets, pipeline=pipe)
-        # A result, by callback or by poll, ends the task's watch.
-        pipe.zrem(WATCHLIST, event.task_id)
-        pipe.delete(watch_key(event.task_id))
+        # A result, by callback or by poll, ends the task's watch (a music task's progress does not).
+        if event.type not in PROGRESS_TYPES:
+            pipe.zrem(WATCHLIST, event.task_id)
+            pipe.delete(watch_key(event.task_id))

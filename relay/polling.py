@@ -12,7 +12,7 @@ import random
 import time
 from typing import Any
 
-from relay.suno import PayloadError, from_record, timed_out
+from relay.suno import PayloadError, from_record, music, timed_out
 from relay.suno_api import SunoAPIError
 
 log = logging.getLogger("relay.jobs")
@@ -29,12 +29,12 @@ def poll(rt: Any, task_id: str) -> str:
     context = {"task_id": task_id}
     if watch is None:
         return "not watched"  # its result arrived, or it was never watched
-    if rt.store.event_ids(task_id):
+    if _final_event_received(rt, task_id, watch.kind):
         rt.watchlist.remove(task_id)
         return "already received"
     now = time.time()
     if now >= watch.deadline:
-        rt.ingest(timed_out(task_id, now - watch.since, watch.last_error))
+        rt.ingest(timed_out(task_id, now - watch.since, watch.last_error, kind=watch.kind))
         log.warning("poll deadline passed", extra={**context, "last_error": watch.last_error})
         return "timed out"
     cooldown = rt.redis.pttl(PROVIDER_COOLDOWN)
@@ -47,17 +47,31 @@ def poll(rt: Any, task_id: str) -> str:
         return "paced"
     time.sleep(wait)
     try:
-        event = from_record(rt.suno.record_info(task_id), task_id)
+        record = rt.suno.record_info(task_id, watch.kind)
+        if watch.kind == "music":
+            event, final = music.from_record(record, task_id)
+        else:
+            event = from_record(record, task_id)
+            final = event is not None
     except (SunoAPIError, PayloadError) as exc:
         return _poll_failed(rt, task_id, exc, context)
     rt.redis.delete(PROVIDER_ERRORS)
-    if event is None:
+    fresh = rt.ingest(event) if event is not None else False  # the same door as callbacks: sent once
+    if event is not None:
+        log.info("polled", extra={**context, "event_id": event.id, "type": event.type, "fresh": fresh})
+    if not final:  # pending, or a music task's progress: look again
         rt.watchlist.schedule(task_id, rt.settings.poll_interval)
-        return "pending"
-    fresh = rt.ingest(event)  # the same door as callbacks: a task both polled and called back is sent once
+        return "pending" if event is None else ("received" if fresh else "duplicate")
     rt.watchlist.remove(task_id)
-    log.info("polled", extra={**context, "event_id": event.id, "type": event.type, "fresh": fresh})
     return "received" if fresh else "duplicate"
+
+
+def _final_event_received(rt: Any, task_id: str, kind: str) -> bool:
+    """A result (not a progress stage) of the task is in already, by callback or poll."""
+    ids = set(rt.store.event_ids(task_id))
+    if kind == "music":
+        return bool(ids & {music.music_event_id(task_id, stage) for stage in ("complete", "error")})
+    return bool(ids)
 
 
 def _poll_failed(rt: Any, task_id: str, exc: Exception, context: dict) -> str:

@@ -1,4 +1,4 @@
-"""A small client for the Suno API's lyrics endpoints (submit, record-info).
+"""A small client for the Suno API: submit lyrics and music tasks, read their record-info.
 
 The API answers HTTP 200 with its own ``code`` in the body, or an HTTP error; both are read. The
 API key is sent as a bearer token and never appears in an error or a log line.
@@ -12,6 +12,9 @@ from typing import Any
 import requests
 
 MAX_PROMPT_WORDS = 200
+MAX_MUSIC_PROMPT = 500  # characters, in non-custom mode
+MUSIC_MODEL = "V4_5ALL"
+RECORD_INFO = {"lyrics": "/api/v1/lyrics/record-info", "music": "/api/v1/generate/record-info"}
 # The provider's documented codes, and whether waiting helps.
 CODES: dict[int, tuple[str, bool]] = {
     400: ("bad parameters", False),
@@ -61,9 +64,30 @@ class SunoClient:
             raise SunoAPIError("the provider answered without a task id", retryable=True)
         return str(task_id)
 
-    def record_info(self, task_id: str) -> dict[str, Any]:
+    def submit_music(self, prompt: str, callback_url: str) -> str:
+        """Start a music task (non-custom mode: the provider writes lyrics and style from the
+        prompt); returns its task id."""
+        prompt = prompt.strip()
+        if not prompt:
+            raise SunoAPIError("the prompt is empty")
+        if len(prompt) > MAX_MUSIC_PROMPT:
+            raise SunoAPIError(f"the prompt is longer than {MAX_MUSIC_PROMPT} characters", code=413)
+        body = {
+            "prompt": prompt,
+            "customMode": False,
+            "instrumental": False,
+            "model": MUSIC_MODEL,
+            "callBackUrl": callback_url,
+        }
+        data = self._call("POST", "/api/v1/generate", json=body)
+        task_id = data.get("taskId") or data.get("task_id") if isinstance(data, dict) else None
+        if not task_id:
+            raise SunoAPIError("the provider answered without a task id", retryable=True)
+        return str(task_id)
+
+    def record_info(self, task_id: str, kind: str = "lyrics") -> dict[str, Any]:
         """The task's details (``status`` PENDING, SUCCESS or a failure, ``response``, …)."""
-        data = self._call("GET", "/api/v1/lyrics/record-info", params={"taskId": task_id})
+        data = self._call("GET", RECORD_INFO[kind], params={"taskId": task_id})
         if not isinstance(data, dict):
             raise SunoAPIError("the provider answered without task details", retryable=True)
         return data

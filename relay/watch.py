@@ -45,6 +45,7 @@ class Watch:
     since: float
     deadline: float
     last_error: str = ""
+    kind: str = "lyrics"  # lyrics | music: which record-info to ask
 
 
 class Watchlist:
@@ -54,10 +55,11 @@ class Watchlist:
         self.ttl = ttl
         self._claim = connection.register_script(_CLAIM_OVERDUE)
 
-    def add(self, task_id: str, first_poll_in: float, deadline_in: float) -> None:
+    def add(self, task_id: str, first_poll_in: float, deadline_in: float, kind: str = "lyrics") -> None:
         now = time.time()
         with self.redis.pipeline() as pipe:
-            pipe.hset(watch_key(task_id), mapping={"since": now, "deadline": now + deadline_in, "last_error": ""})
+            fields = {"since": now, "deadline": now + deadline_in, "last_error": "", "kind": kind}
+            pipe.hset(watch_key(task_id), mapping=fields)
             pipe.expire(watch_key(task_id), self.ttl)
             pipe.execute()
         self.schedule(task_id, first_poll_in)
@@ -66,7 +68,8 @@ class Watchlist:
         raw = self.redis.hgetall(watch_key(task_id))
         if not raw or self.redis.zscore(WATCHLIST, task_id) is None:
             return None
-        return Watch(task_id, float(raw[b"since"]), float(raw[b"deadline"]), raw.get(b"last_error", b"").decode())
+        kind = raw.get(b"kind", b"lyrics").decode()
+        return Watch(task_id, float(raw[b"since"]), float(raw[b"deadline"]), raw.get(b"last_error", b"").decode(), kind)
 
     def note_error(self, task_id: str, error: str) -> None:
         self.redis.hset(watch_key(task_id), "last_error", error[:300])
@@ -109,21 +112,22 @@ class SubmitError(Exception):
         self.upstream = upstream
 
 
-def submit(settings: Settings, client: SunoClient, watchlist: Watchlist, prompt: str) -> str:
+def submit(settings: Settings, client: SunoClient, watchlist: Watchlist, prompt: str, kind: str = "lyrics") -> str:
     """Submit a lyrics task with this relay's callback URL and watch it; returns the task id.
 
     In ``RELAY_MODE=poll`` the relay does not depend on the callback: the first poll comes after
     RELAY_POLL_GRACE either way, and polling stops as soon as a result arrives by either path.
     """
-    callback_url = settings.callback_url()
+    callback_url = settings.callback_url(kind)
     if callback_url is None and settings.mode == "callback":
         raise SubmitError(
             "RELAY_PUBLIC_URL is not set, so Suno could not call this relay back: set it to the relay's "
             "public https URL, or set RELAY_MODE=poll to poll for the result instead"
         )
     try:
-        task_id = client.submit(prompt, callback_url or NO_CALLBACK_URL)
+        start = client.submit_music if kind == "music" else client.submit
+        task_id = start(prompt, callback_url or NO_CALLBACK_URL)
     except SunoAPIError as exc:
         raise SubmitError(str(exc), upstream=exc.retryable or exc.code in (401, 429)) from None
-    watchlist.add(task_id, settings.poll_grace, settings.poll_deadline)
+    watchlist.add(task_id, settings.poll_grace, settings.poll_deadline, kind)
     return task_id

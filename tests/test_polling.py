@@ -86,7 +86,7 @@ def test_submit_from_the_cli_sends_our_callback_url_and_watches(relay_env, suno)
     result = cli(env, "submit", "a song about rain")
     assert result.returncode == 0, result.stderr
     [(task_id, task)] = suno.tasks.items()
-    assert f"submitted: task {task_id}" in result.stdout
+    assert f"submitted: lyrics task {task_id}" in result.stdout
     assert task["prompt"] == "a song about rain"
     assert task["callBackUrl"] == f"https://relay.example/callbacks/suno/lyrics?token={TOKEN}"
     assert runtime.redis.zscore(WATCHLIST, task_id) is not None
@@ -265,7 +265,7 @@ def test_watch_an_existing_task_from_the_cli(relay_env, suno) -> None:
     runtime, env, slack = relay_env()
     suno.add_task("elsewhere", "SUCCESS")
     result = cli(env, "watch", "elsewhere")
-    assert result.returncode == 0 and "watching task elsewhere" in result.stdout
+    assert result.returncode == 0 and "watching lyrics task elsewhere" in result.stdout
     work(runtime)  # runs the poll, then the delivery it queued
     work(runtime)
     assert [m.json()["blocks"][0]["text"]["text"] for m in slack.received] == ["Song elsewhere"]

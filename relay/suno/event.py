@@ -65,7 +65,7 @@ class Event:
         if self.callback_type == "error" or self.code not in (None, 200):
             return f"{self.kind}.failed"
         if self.kind == "music":
-            return MUSIC_STAGES.get(self.callback_type, "music.completed")  # `text` carries no songs yet
+            return MUSIC_STAGES.get(self.callback_type, "music.failed")  # `text` carries no songs yet
         has_content = bool(self.files or self.instruments)
         return f"{self.kind}.completed" if has_content else f"{self.kind}.failed"
 

@@ -145,10 +145,14 @@ def from_record(record: Any, task_id: str, received_at: str | None = None) -> Ev
     return None
 
 
-def timed_out(task_id: str, waited_seconds: float, last_error: str = "", received_at: str | None = None) -> Event:
+def timed_out(
+    task_id: str, waited_seconds: float, last_error: str = "", received_at: str | None = None, kind: str = "lyrics"
+) -> Event:
     """The notice for a watched task that gave no result before its deadline."""
     waited = f"{round(waited_seconds)} s" if waited_seconds < 120 else f"{round(waited_seconds / 60)} min"
     message = f"no result from the provider after {waited}; the relay stopped waiting"
     if last_error:
         message += f" (last error: {last_error})"
-    return Event(event_id(task_id, "timeout"), task_id, "timeout", None, message, received_at or now_rfc3339(), ())
+    return Event(
+        event_id(task_id, "timeout"), task_id, "timeout", None, message, received_at or now_rfc3339(), (), kind=kind
+    )
