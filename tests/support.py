@@ -252,8 +252,9 @@ class FakeSuno:
                 if not self.guarded():
                     return
                 task_id = f"fake{len(fake.tasks) + 1:04d}"
+                kind = "music" if self.path.startswith("/api/v1/generate") else "lyrics"
                 fake.tasks[task_id] = {"prompt": body.get("prompt"), "callBackUrl": body.get("callBackUrl"),
-                                       "script": list(fake.default_script)}  # fmt: skip
+                                       "script": list(fake.default_script), "kind": kind, "body": body}  # fmt: skip
                 self.reply({"code": 200, "msg": "success", "data": {"taskId": task_id}})
 
             def do_GET(self) -> None:
@@ -265,7 +266,10 @@ class FakeSuno:
                     self.reply({"code": 404, "msg": "task not found"})
                     return
                 status = task["script"].pop(0) if len(task["script"]) > 1 else task["script"][0]
-                self.reply({"code": 200, "msg": "success", "data": fake.record(task_id, status)})
+                if self.path.startswith("/api/v1/generate/record-info"):
+                    self.reply({"code": 200, "msg": "success", "data": fake.music_record(task_id, status)})
+                else:
+                    self.reply({"code": 200, "msg": "success", "data": fake.record(task_id, status)})
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -302,6 +306,32 @@ class FakeSuno:
             "type": "LYRICS",
             "errorCode": None if success or status == "PENDING" else 400,
             "errorMessage": None if success or status == "PENDING" else f"failed: {status.lower()}",
+        }
+
+    def music_record(self, task_id: str, status: str) -> dict:
+        """The music record-info answer: camelCase ``sunoData``, audio only once SUCCESS."""
+        songs = [
+            {
+                "id": f"{task_id}-{n}",
+                "audioUrl": f"https://cdn.example.org/{task_id}-{n}.mp3" if status == "SUCCESS" else "",
+                "streamAudioUrl": f"https://cdn.example.org/stream/{task_id}-{n}" if status != "TEXT_SUCCESS" else "",
+                "imageUrl": f"https://cdn.example.org/{task_id}-{n}.jpeg",
+                "prompt": "[Verse] la la",
+                "modelName": "chirp-v4-5",
+                "title": f"Song {task_id}",
+                "tags": "pop",
+                "createTime": "2026-11-28 00:00:00",
+                "duration": 180.5 + n,
+            }
+            for n in (1, 2)
+        ]
+        failed = status.endswith(("FAILED", "ERROR"))
+        return {
+            "taskId": task_id,
+            "status": status,
+            "response": {"taskId": task_id, "sunoData": None if status == "PENDING" or failed else songs},
+            "errorCode": 501 if failed else None,
+            "errorMessage": "audio generation failed" if failed else None,
         }
 
     def callback_payload(self, task_id: str, camel: bool = False) -> dict:

@@ -81,7 +81,8 @@ def test_token_is_required_for_the_web_process() -> None:
 
 def test_only_takes_types_families_and_outcomes_and_defaults_by_kind() -> None:
     settings = Settings.from_env({
-        "SLACK_WEBHOOK_URL": f"{SLACK}, {SLACK}2#only=music.completed|lyrics.completed, {SLACK}3#only=music, {SLACK}4#only=all",
+        "SLACK_WEBHOOK_URL": f"{SLACK}, {SLACK}2#only=music.completed|lyrics.completed, {SLACK}3#only=music,"
+        f"{SLACK}4#only=all",
         "RELAY_WEBHOOK_URL": "https://example.com/hook",
     })  # fmt: skip
     default, pair, family, everything, webhook = settings.targets
