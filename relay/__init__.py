@@ -66,9 +66,11 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
     )
 
+    from relay.ui import bp as ui
     from relay.web import BodyTooLarge, bp, error
 
     app.register_blueprint(bp)
+    app.register_blueprint(ui)
     mount_dashboard(app, settings, connection)
 
     @app.errorhandler(BodyTooLarge)

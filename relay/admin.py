@@ -10,6 +10,7 @@ from typing import Any
 
 import rq
 
+from relay import activity
 from relay.queue import enqueue_delivery
 from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING, DeliveryState, Store, deliveries_key, event_key
 from relay.watch import WATCHLIST, watch_key
@@ -58,6 +59,7 @@ def task_status(store: Store, task_id: str) -> dict[str, Any] | None:
                 "callback_type": event.callback_type,
                 "received_at": event.received_at,
                 "targets": targets,
+                "timeline": activity.timeline(store.redis, event.id),
             }
         )
     status: dict[str, Any] = {"task_id": task_id, "events": events}
@@ -137,6 +139,17 @@ def replay(
         queued.append(name)
     for key in (event_key(event_id), deliveries_key(event_id)):
         store.redis.expire(key, store.ttl)
+    return queued
+
+
+def replay_events(store: Store, queue: rq.Queue, work: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Replay (event id, target) pairs; returns those queued (unknown events are skipped)."""
+    queued = []
+    for event_id, target in work:
+        try:
+            queued += [(event_id, name) for name in replay(store, queue, event_id, [target] if target else None)]
+        except ReplayError:
+            continue
     return queued
 
 

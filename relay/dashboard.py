@@ -1,10 +1,12 @@
-"""The RQ dashboard (rq-dashboard) under ``/rq``, behind HTTP basic auth; off unless
-``RELAY_DASHBOARD_USER`` and ``RELAY_DASHBOARD_PASSWORD`` are set."""
+"""The RQ dashboard (rq-dashboard) under ``/rq``, and the basic auth it shares with the relay's
+own page (``/ui``, :mod:`relay.ui`); both off unless ``RELAY_DASHBOARD_USER`` and
+``RELAY_DASHBOARD_PASSWORD`` are set."""
 
 from __future__ import annotations
 
 import base64
 import hmac
+import json
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import redis
@@ -25,26 +27,35 @@ def dashboard_redis_url(settings: Settings) -> str:
     return urlunsplit(parts._replace(query=f"{parts.query}&{options}" if parts.query else options))
 
 
+def authenticated_user(settings: Settings) -> str | None:
+    """The user of this request's basic auth when its credentials are right (constant time)."""
+    given = request.headers.get("Authorization", "")
+    if not given.startswith("Basic ") or not (settings.dashboard_user and settings.dashboard_password):
+        return None
+    try:
+        credentials = base64.b64decode(given.removeprefix("Basic ").strip(), validate=True)
+    except ValueError:
+        return None
+    expected = f"{settings.dashboard_user}:{settings.dashboard_password}".encode()
+    return settings.dashboard_user if hmac.compare_digest(credentials, expected) else None
+
+
+def challenge() -> Response:
+    body = json.dumps({"error": "authentication required: RELAY_DASHBOARD_USER and its password"})
+    return Response(body, 401, {"WWW-Authenticate": 'Basic realm="suno-relay"'}, mimetype="application/json")
+
+
 def mount_dashboard(app: Flask, settings: Settings, connection: redis.Redis) -> bool:
     if not (settings.dashboard_user and settings.dashboard_password):
         return False
     import rq_dashboard
     import rq_dashboard.web
 
-    expected = f"{settings.dashboard_user}:{settings.dashboard_password}".encode()
-
     @app.before_request
     def require_basic_auth() -> Response | None:
         if request.path != PREFIX and not request.path.startswith(PREFIX + "/"):
             return None
-        given = request.headers.get("Authorization", "")
-        try:
-            credentials = base64.b64decode(given.removeprefix("Basic ").strip(), validate=True)
-        except ValueError:
-            credentials = b""
-        if given.startswith("Basic ") and hmac.compare_digest(credentials, expected):
-            return None
-        return Response("authentication required\n", 401, {"WWW-Authenticate": 'Basic realm="suno-relay"'})
+        return None if authenticated_user(settings) else challenge()
 
     app.config["RQ_DASHBOARD_REDIS_URL"] = (dashboard_redis_url(settings),)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)

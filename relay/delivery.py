@@ -33,6 +33,7 @@ from typing import Any
 import redis
 import rq
 
+from relay import activity
 from relay.config import Settings
 from relay.metrics import record_delivery
 from relay.outage import OUTAGE
@@ -254,6 +255,7 @@ class Delivery:
                 pipe.zrem(INFLIGHT, self.member)
                 pipe.zrem(DEAD_LETTERS, self.member)
                 record_delivery(pipe, target, "delivered", _since(self.event.received_at))
+                activity.outcome(pipe, self.event.id, target, "delivered", settings.dedup_ttl, attempt=self.attempt)
 
             if self._finish(delivered):
                 log.info("delivered", extra={**self.context, "messages": state.parts_sent})
@@ -271,6 +273,9 @@ class Delivery:
                 for key in (event_key(self.event.id), deliveries_key(self.event.id)):
                     pipe.expire(key, settings.dedup_ttl)
                 record_delivery(pipe, target, "dead")
+                activity.outcome(
+                    pipe, self.event.id, target, "dead", settings.dedup_ttl, attempt=self.attempt, reason=outcome.reason
+                )
 
             if self._finish(dead):
                 if outcome.status == 400 or "invalid_payload" in outcome.reason:
@@ -306,6 +311,10 @@ class Delivery:
                 force=self.force, pipeline=pipe,
             )  # fmt: skip
             record_delivery(pipe, self.target.name, outcome)
+            activity.outcome(
+                pipe, self.event.id, self.target.name, outcome, self.ctx.settings.dedup_ttl,
+                attempt=self.attempt, reason=reason, due=time.time() + delay,
+            )  # fmt: skip
 
         if self._finish(retry):
             extra = {**self.context, "reason": reason, "next_attempt": attempt, "delay_s": round(delay, 2)}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 import rq
 
+from relay import activity
 from relay.config import Settings
 from relay.queue import enqueue_delivery
 from relay.scripts import REPLAY, pack, record
@@ -16,6 +19,13 @@ QUEUED_STATE = DeliveryState().to_json()
 
 # SET the dedup record (the event itself) if absent, and only then run the recorded writes. A
 # script runs atomically: no other client sees a dedup record without its work, or the reverse.
+# A repeat: counted for the operator's page, in the same round trip as the check.
+_IS_REPEAT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return 1
+"""
 _STORE_IF_NEW = (
     REPLAY
     + """
@@ -42,13 +52,16 @@ class Ingest:
         self.redis = connection
         self.queue = queue
         self.store_if_new = connection.register_script(_STORE_IF_NEW)
+        self.is_repeat = connection.register_script(_IS_REPEAT)
 
-    def __call__(self, event: Event) -> bool:
+    def __call__(self, event: Event, source: str = "callback") -> bool:
+        """``source``: how the event came (callback, poll), for its timeline."""
         key = event_key(event.id)
-        if self.redis.exists(key):
+        stats = activity.stats_key(int(time.time() // activity.BUCKET))
+        if self.is_repeat(keys=[key, stats], args=[86400 + activity.BUCKET]):
             return False
         ttl = self.settings.dedup_ttl
-        args = [event.to_json(), ttl, *pack(record(self.redis, lambda pipe: self._writes(pipe, event, ttl)))]
+        args = [event.to_json(), ttl, *pack(record(self.redis, lambda pipe: self._writes(pipe, event, ttl, source)))]
         try:
             return bool(self.store_if_new(keys=[key], args=args))
         except redis.ResponseError:
@@ -57,8 +70,9 @@ class Ingest:
             self.redis.delete(key)
             raise
 
-    def _writes(self, pipe: redis.client.Pipeline, event: Event, ttl: int) -> None:
+    def _writes(self, pipe: redis.client.Pipeline, event: Event, ttl: int, source: str) -> None:
         targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]
+        activity.received(pipe, event.id, event.task_id, source, targets, ttl)
         pipe.sadd(task_key(event.task_id), event.id)
         pipe.expire(task_key(event.task_id), ttl)
         if targets:

@@ -34,7 +34,7 @@ def poll(rt: Any, task_id: str) -> str:
         return "already received"
     now = time.time()
     if now >= watch.deadline:
-        rt.ingest(timed_out(task_id, now - watch.since, watch.last_error, kind=watch.kind))
+        rt.ingest(timed_out(task_id, now - watch.since, watch.last_error, kind=watch.kind), source="poll deadline")
         log.warning("poll deadline passed", extra={**context, "last_error": watch.last_error})
         return "timed out"
     cooldown = rt.redis.pttl(PROVIDER_COOLDOWN)
@@ -56,7 +56,7 @@ def poll(rt: Any, task_id: str) -> str:
     except (SunoAPIError, PayloadError) as exc:
         return _poll_failed(rt, task_id, exc, context)
     rt.redis.delete(PROVIDER_ERRORS)
-    fresh = rt.ingest(event) if event is not None else False  # the same door as callbacks: sent once
+    fresh = rt.ingest(event, source="poll") if event is not None else False  # the same door as callbacks: sent once
     if event is not None:
         log.info("polled", extra={**context, "event_id": event.id, "type": event.type, "fresh": fresh})
     if not final:  # pending, or a music task's progress: look again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -13,6 +14,7 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from relay import activity
 from relay.admin import task_status
 from relay.metrics import CALLBACKS, INGEST_SECONDS, scrape
 from relay.suno import NORMALISERS, PayloadError, parse_json
@@ -75,12 +77,14 @@ def suno_callback(kind: str) -> Response:
     started = time.perf_counter()
     if not _authorised():
         CALLBACKS.labels("unauthorized").inc()
+        _count_rejected()
         log.warning("rejected", extra={"reason": "missing or wrong token", "client": request.remote_addr})
         return error(401, "missing or wrong token: pass ?token=<RELAY_CALLBACK_TOKEN> or an X-Relay-Token header")
     try:
         event = normaliser(parse_json(read_body()))
     except PayloadError as exc:
         CALLBACKS.labels("invalid").inc()
+        _count_rejected()
         log.warning("rejected", extra={"reason": str(exc), "client": request.remote_addr})
         return error(400, str(exc))
     relay = current_app.extensions["relay"]
@@ -104,6 +108,12 @@ def suno_callback(kind: str) -> Response:
     extra = {"task_id": event.task_id, "event_id": event.id, "type": event.type, "ms": elapsed_ms}
     log.info(status, extra={**extra, "client": request.remote_addr})
     return jsonify(status=status, task_id=event.task_id, event_id=event.id)
+
+
+def _count_rejected() -> None:
+    """For the operator's page; a Redis that is away must not turn a 4xx into a 503."""
+    with contextlib.suppress(redis.RedisError):
+        activity.count(current_app.extensions["relay"].redis, "rejected")
 
 
 def signature_problem(key: bytes, task_id: str, headers: Mapping[str, str], now: float | None = None) -> str:

@@ -52,6 +52,7 @@ class Receiver:
         self.received: list[Received] = []
         self.replies: list[int] = []
         self.rule: Callable[[Receiver], Reply | None] | None = None
+        self.current: Received | None = None
         self.lock = threading.Lock()
         receiver = self
 
@@ -63,6 +64,7 @@ class Receiver:
                 body = self.rfile.read(length)
                 entry = Received(self.path, dict(self.headers.items()), body, time.monotonic())
                 with receiver.lock:
+                    receiver.current = entry  # what a rule may look at
                     reply = (receiver.rule and receiver.rule(receiver)) or (
                         receiver.script.pop(0) if receiver.script else receiver.default
                     )
@@ -451,3 +453,8 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def nothing_recorded(connection) -> bool:
+    """Nothing of a refused request is in Redis: at most the operator page's counts."""
+    return all(key.startswith(b"relay:stats:") for key in connection.scan_iter())

@@ -18,7 +18,7 @@ from relay.suno import event_id, from_record
 from relay.suno_api import SunoAPIError, SunoClient
 from relay.watch import NO_CALLBACK_URL, WATCHLIST
 from tests.conftest import TOKEN
-from tests.support import FakeSuno, Procfile
+from tests.support import FakeSuno, Procfile, nothing_recorded
 from tests.support import run_cli as cli
 
 KEY = "suno-test-key"
@@ -232,7 +232,7 @@ def test_signed_callbacks(relay_env, sample) -> None:
         {"X-Webhook-Timestamp": str(now - 301), "X-Webhook-Signature": sign("hmac-secret", task_id, now - 301)}
     )
     assert stale.status_code == 401 and "5 minutes" in stale.get_json()["error"]
-    assert runtime.redis.dbsize() == 0
+    assert nothing_recorded(runtime.redis)
     good = post({"X-Webhook-Timestamp": str(now), "X-Webhook-Signature": sign("hmac-secret", task_id, now)})
     assert good.status_code == 200 and good.get_json()["status"] == "received"
 
