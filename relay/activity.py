@@ -70,12 +70,20 @@ def received(pipe: Any, event_id: str, task_id: str, source: str, targets: list[
     now = time.time()
     _log(pipe, event_id, {"at": iso(now), "what": f"received by {source}"}, ttl)
     pipe.zadd(RECENT, {task_id: now})
-    pipe.zremrangebyrank(RECENT, 0, -MAX_RECENT - 1)  # bounded: the oldest go first
-    pipe.zremrangebyscore(RECENT, 0, now - ttl)
     for name in targets:
         pipe.zadd(waiting_key(name), {event_id: now})
-        pipe.expire(waiting_key(name), ttl)
     count(pipe, "received", now)
+
+
+def trim(connection: redis.Redis, targets: list[str], ttl: int, now: float | None = None) -> None:
+    """Keep the indexes bounded (the sweeper's job, every few seconds: not on the hot path)."""
+    now = time.time() if now is None else now
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyrank(RECENT, 0, -MAX_RECENT - 1)  # the oldest go first
+        pipe.zremrangebyscore(RECENT, 0, now - ttl)
+        for name in targets:
+            pipe.zremrangebyscore(waiting_key(name), 0, now - ttl)  # events that expired unsettled
+        pipe.execute()
 
 
 def outcome(

@@ -72,7 +72,10 @@ def worker(burst: bool) -> None:
     rq_worker = OUTAGE.call(lambda: build_worker(settings, rq_connection))
     OUTAGE.call(lambda: runtime.store.beat(rq_worker.name))  # counted as alive from the start
     OUTAGE.call(lambda: runtime.store.advertise(rq_worker.name, list(runtime.targets)))
-    sweeper = Sweeper(runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval, rq_worker.name)
+    sweeper = Sweeper(
+        runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval, rq_worker.name,
+        targets=list(runtime.targets),
+    )  # fmt: skip
     sweeper.start()
     try:
         rq_worker.work(burst=burst, with_scheduler=False, logging_level=rq_level)

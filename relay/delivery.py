@@ -26,6 +26,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,19 +66,27 @@ BUG_NOTE = "the target rejected our payload: a relay bug, please report it with 
 _BEGIN = (
     BOOK
     + """
+local event = ''
+if ARGV[9] == '1' then
+  event = redis.call('GET', KEYS[5])
+  if not event then
+    redis.call('ZREM', KEYS[3], ARGV[4])
+    return {3, '', 0, ''}
+  end
+end
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return {0, '', redis.call('PTTL', KEYS[1])} end
+if holder and holder ~= ARGV[1] then return {0, '', redis.call('PTTL', KEYS[1]), ''} end
 local state = redis.call('HGET', KEYS[2], ARGV[3]) or ''
 if ARGV[6] ~= '1' and state ~= '' and cjson.decode(state)['state'] == 'delivered' then
   if holder then redis.call('DEL', KEYS[1]) end
   redis.call('ZREM', KEYS[3], ARGV[4])
-  return {2, state, 0}
+  return {2, state, 0, ''}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 local wait = 0
 if tonumber(ARGV[7]) > 0 then wait = book(KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[8])) end
-return {1, state, wait}
+return {1, state, wait, event}
 """
 )
 _PROGRESS = (
@@ -148,29 +157,52 @@ class Delivery:
     """One attempt at delivering ``event`` to ``target``."""
 
     def __init__(
-        self, ctx: Context, event: Event, target: Target, attempt: int = 1, force: bool = False, booked: bool = False
+        self,
+        ctx: Context,
+        event_id: str,
+        target: Target,
+        attempt: int = 1,
+        force: bool = False,
+        booked: bool = False,
+        event: Event | None = None,
     ) -> None:
-        self.ctx, self.event, self.target = ctx, event, target
+        """``event``: when the caller has it; else ``begin`` reads it in the same round trip."""
+        self.ctx, self.event_id, self.event, self.target = ctx, event_id, event, target
         self.attempt, self.force, self.booked = attempt, force, booked
         self.token = uuid.uuid4().hex
-        self.member = f"{event.id}/{target.name}"
-        self.keys = [lock_key(event.id, target.name), deliveries_key(event.id), INFLIGHT, rate_key(target.name)]
-        self.context: dict[str, Any] = {
-            "event_id": event.id,
-            "target": target.name,
-            "attempt": attempt,
-            "task_id": event.task_id,
-        }
+        self.member = f"{event_id}/{target.name}"
+        keys = [lock_key(event_id, target.name), deliveries_key(event_id), INFLIGHT, rate_key(target.name)]
+        self.keys = [*keys, event_key(event_id)]
+        self.context: dict[str, Any] = {"event_id": event_id, "target": target.name, "attempt": attempt}
+        if event is not None:
+            self.context["task_id"] = event.task_id
         self.state = DeliveryState()
+        self.wait = 0.0
 
     # The state machine's steps ------------------------------------------------------------
 
-    def run(self) -> str:
-        """Deliver what the target has not accepted yet; returns what happened."""
-        messages = self.target.render(self.event)  # before the lock's clock starts
-        began = self._begin()
+    def run(self, begun: Callable[[], None] = lambda: None) -> str:
+        """Deliver what the target has not accepted yet; returns what happened. ``begun`` is
+        called once the delivery is recorded in flight (or settled): the dispatching job waits
+        for it, so that a worker dying before then leaves its job to RQ to run again."""
+        # Rendering is linear in the event (milliseconds): before the lock when the event is at
+        # hand, else just after begin read it, well inside the lock's lifetime.
+        messages = self.target.render(self.event) if self.event is not None else None
+        try:
+            began = self._begin()
+        finally:
+            begun()
         if began is not None:
             return began
+        assert self.event is not None
+        if messages is None:
+            try:
+                messages = self.target.render(self.event)
+            except Exception:
+                # A bug in rendering: release the lock at once; the in-flight mark stays, so the
+                # sweeper hands the delivery on (and dead-letters one that keeps failing).
+                self._finish(lambda pipe: None)
+                raise
         started = time.monotonic()
         outcome = Outcome(ok=True, reason="nothing left to send")
         while self.state.parts_sent < len(messages):
@@ -195,14 +227,20 @@ class Delivery:
         ttl = lock_seconds(settings)
         interval = 0 if self.booked else interval_ms(*self.target.spec.rate)
         args = [self.token, int(ttl * 1000), self.target.name, self.member, time.time() + ttl]
-        args += [int(self.force), interval, NO_LIMIT_MS]
-        taken, raw, number = OUTAGE.call(lambda: self.ctx.script("begin", _BEGIN)(keys=self.keys, args=args))
+        args += [int(self.force), interval, NO_LIMIT_MS, int(self.event is None)]
+        taken, raw, number, raw_event = OUTAGE.call(lambda: self.ctx.script("begin", _BEGIN)(keys=self.keys, args=args))
+        if taken == 3:
+            log.warning("event expired before delivery", extra=self.context)
+            return "expired"
+        if raw_event:
+            self.event = Event.from_json(raw_event)
+            self.context["task_id"] = self.event.task_id
         if taken == 0:
             # Another job is posting this delivery right now; look again once its lock must be gone.
             delay = max(int(number), 0) / 1000 + 1
             OUTAGE.call(
                 lambda: enqueue_delivery(
-                    self.ctx.queue, self.event.id, [self.target.name], attempt=self.attempt, delay=delay
+                    self.ctx.queue, self.event_id, [self.target.name], attempt=self.attempt, delay=delay
                 )
             )
             return "busy"
@@ -242,7 +280,7 @@ class Delivery:
 
     def _save(self, pipe: Any) -> None:
         self.state.at = _now()
-        pipe.hset(deliveries_key(self.event.id), self.target.name, self.state.to_json())
+        pipe.hset(deliveries_key(self.event_id), self.target.name, self.state.to_json())
 
     def _settle(self, outcome: Outcome) -> str:
         """Record the attempt's result: delivered, dead, or retrying at the right time."""
@@ -255,7 +293,7 @@ class Delivery:
                 pipe.zrem(INFLIGHT, self.member)
                 pipe.zrem(DEAD_LETTERS, self.member)
                 record_delivery(pipe, target, "delivered", _since(self.event.received_at))
-                activity.outcome(pipe, self.event.id, target, "delivered", settings.dedup_ttl, attempt=self.attempt)
+                activity.outcome(pipe, self.event_id, target, "delivered", settings.dedup_ttl, attempt=self.attempt)
 
             if self._finish(delivered):
                 log.info("delivered", extra={**self.context, "messages": state.parts_sent})
@@ -270,11 +308,11 @@ class Delivery:
                 pipe.zrem(INFLIGHT, self.member)
                 pipe.zadd(DEAD_LETTERS, {self.member: time.time()})
                 # Dead letters are kept at least as long as their event: both get a fresh TTL.
-                for key in (event_key(self.event.id), deliveries_key(self.event.id)):
+                for key in (event_key(self.event_id), deliveries_key(self.event_id)):
                     pipe.expire(key, settings.dedup_ttl)
                 record_delivery(pipe, target, "dead")
                 activity.outcome(
-                    pipe, self.event.id, target, "dead", settings.dedup_ttl, attempt=self.attempt, reason=outcome.reason
+                    pipe, self.event_id, target, "dead", settings.dedup_ttl, attempt=self.attempt, reason=outcome.reason
                 )
 
             if self._finish(dead):
@@ -307,12 +345,12 @@ class Delivery:
             self._save(pipe)
             pipe.zrem(INFLIGHT, self.member)
             enqueue_delivery(
-                self.ctx.queue, self.event.id, [self.target.name], attempt=attempt, delay=delay, booked=booked,
+                self.ctx.queue, self.event_id, [self.target.name], attempt=attempt, delay=delay, booked=booked,
                 force=self.force, pipeline=pipe,
             )  # fmt: skip
             record_delivery(pipe, self.target.name, outcome)
             activity.outcome(
-                pipe, self.event.id, self.target.name, outcome, self.ctx.settings.dedup_ttl,
+                pipe, self.event_id, self.target.name, outcome, self.ctx.settings.dedup_ttl,
                 attempt=self.attempt, reason=reason, due=time.time() + delay,
             )  # fmt: skip
 

@@ -9,6 +9,7 @@ import rq
 
 from relay import activity
 from relay.config import Settings
+from relay.outage import is_outage
 from relay.queue import enqueue_delivery
 from relay.scripts import REPLAY, pack, record
 from relay.store import DeliveryState, deliveries_key, event_key, task_key
@@ -19,21 +20,26 @@ QUEUED_STATE = DeliveryState().to_json()
 
 # SET the dedup record (the event itself) if absent, and only then run the recorded writes. A
 # script runs atomically: no other client sees a dedup record without its work, or the reverse.
-# A repeat: counted for the operator's page, in the same round trip as the check.
-_IS_REPEAT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[2], 'duplicate', 1)
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return 1
-"""
+# Repeats are counted for the operator's page: this one, and those answered from memory since
+# (ARGV[3]).
 _STORE_IF_NEW = (
     REPLAY
     + """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
-replay(3)
+local repeats = tonumber(ARGV[3])
+local stored = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+if not stored then repeats = repeats + 1 end
+if repeats > 0 then
+  redis.call('HINCRBY', KEYS[2], 'duplicate', repeats)
+  redis.call('EXPIRE', KEYS[2], 87000)
+end
+if not stored then return 0 end
+replay(4)
 return 1
 """
 )
+# Event ids this process has seen Redis confirm, answered as repeats without Redis for a while.
+CONFIRMED_FOR = 60.0
+CONFIRMED_MAX = 50_000
 
 
 class Ingest:
@@ -43,8 +49,11 @@ class Ingest:
     are written by one Lua script, and only if the event key was absent: a Redis error leaves
     all of them or none (the caller then answers 503 and Suno retries), and of concurrent
     identical callbacks exactly one wins. The job's own writes are RQ's: they are recorded on a
-    pipeline that is never sent, and replayed inside the script. A repeat costs one round trip
-    (EXISTS), a new event two.
+    pipeline that is never sent, and replayed inside the script. A new event costs one round
+    trip; a repeat too, unless this process saw Redis confirm that event id in the last
+    :data:`CONFIRMED_FOR` seconds: then it is answered from memory (bounded to
+    :data:`CONFIRMED_MAX` ids). After a manual flush of Redis, such a repeat is still answered
+    "duplicate" for up to a minute by a process that had confirmed it.
     """
 
     def __init__(self, settings: Settings, connection: redis.Redis, queue: rq.Queue) -> None:
@@ -52,23 +61,40 @@ class Ingest:
         self.redis = connection
         self.queue = queue
         self.store_if_new = connection.register_script(_STORE_IF_NEW)
-        self.is_repeat = connection.register_script(_IS_REPEAT)
+        self.confirmed: dict[str, float] = {}  # event id → until when (monotonic); oldest first
+        self.repeats = 0  # answered from memory, not yet counted in Redis
 
     def __call__(self, event: Event, source: str = "callback") -> bool:
         """``source``: how the event came (callback, poll), for its timeline."""
+        until = self.confirmed.get(event.id)
+        if until is not None and until > time.monotonic():
+            self.repeats += 1
+            return False
         key = event_key(event.id)
         stats = activity.stats_key(int(time.time() // activity.BUCKET))
-        if self.is_repeat(keys=[key, stats], args=[86400 + activity.BUCKET]):
-            return False
         ttl = self.settings.dedup_ttl
-        args = [event.to_json(), ttl, *pack(record(self.redis, lambda pipe: self._writes(pipe, event, ttl, source)))]
+        repeats, self.repeats = self.repeats, 0
+        writes = pack(record(self.redis, lambda pipe: self._writes(pipe, event, ttl, source)))
         try:
-            return bool(self.store_if_new(keys=[key], args=args))
-        except redis.ResponseError:
-            # A write after the SET failed and Redis has no rollback: drop the dedup record, so
-            # that Suno's retry is not taken for a duplicate. (Out of memory fails before any write.)
-            self.redis.delete(key)
+            fresh = bool(self.store_if_new(keys=[key, stats], args=[event.to_json(), ttl, repeats, *writes]))
+        except redis.ResponseError as exc:
+            self.repeats += repeats
+            if not is_outage(exc):
+                # A write after the SET failed and Redis has no rollback: drop the dedup record, so
+                # that Suno's retry is not taken for a duplicate. (Out of memory fails before any write.)
+                self.redis.delete(key)
             raise
+        except redis.RedisError:
+            self.repeats += repeats
+            raise
+        self._confirm(event.id)
+        return fresh
+
+    def _confirm(self, event_id: str) -> None:
+        self.confirmed.pop(event_id, None)
+        self.confirmed[event_id] = time.monotonic() + CONFIRMED_FOR
+        while len(self.confirmed) > CONFIRMED_MAX:
+            self.confirmed.pop(next(iter(self.confirmed)))
 
     def _writes(self, pipe: redis.client.Pipeline, event: Event, ttl: int, source: str) -> None:
         targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]

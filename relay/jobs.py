@@ -101,10 +101,14 @@ class DeliveryPool:
         self.slots = threading.BoundedSemaphore(size)
         self.executor = ThreadPoolExecutor(size, thread_name_prefix="delivery")
 
-    def submit(self, function: Callable[..., object], *args: object) -> None:
+    def submit(self, function: Callable[..., object], *args: object) -> threading.Event:
+        """Run ``function(*args, begun)`` on a delivery thread; the returned event is set once the
+        delivery has begun (``begun()`` called) or the thread has ended."""
         self.slots.acquire()  # back-pressure: the dispatching job waits for a free thread
-        future = self.executor.submit(function, *args)
-        future.add_done_callback(lambda _: self.slots.release())
+        begun = threading.Event()
+        future = self.executor.submit(function, *args, begun.set)
+        future.add_done_callback(lambda _: (begun.set(), self.slots.release()))
+        return begun
 
     def shutdown(self) -> None:
         """Let every delivery under way finish its message in flight (bounded by the POST
@@ -119,26 +123,29 @@ def runtime() -> Runtime:
 def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = False, booked: bool = False) -> str:
     """RQ entry point: deliver an event to ``targets``, each on its own.
 
-    In the worker, each target goes to a delivery thread and the job returns at once. Each is
-    first marked in flight, so that if this process dies before a thread has taken it, the
-    sweeper hands it on (see relay.sweeper).
+    In the worker, each target goes to a delivery thread, whose first step (``begin``: one round
+    trip that also reads the event) marks it in flight; the job returns once every thread has
+    begun. So the job itself makes no round trip, and a worker that dies before a delivery began
+    leaves a job RQ runs again; after, the in-flight mark lets the sweeper hand it on.
     """
     rt = runtime()
-    event = rt.store.load_event(event_id)
-    if rt.pool is None or event is None:
+    if rt.pool is None:  # inline (tests, one-off runs)
+        event = rt.store.load_event(event_id)
         return "; ".join(f"{target}: {deliver(event_id, target, attempt, force, event, booked)}" for target in targets)
-    rt.store.enter_inflight(event_id, targets, time.time() + lock_seconds(rt.settings))
-    for target in targets:
-        rt.pool.submit(_deliver_in_thread, event, target, attempt, force, booked)
+    started = [rt.pool.submit(_deliver_in_thread, event_id, target, attempt, force, booked) for target in targets]
+    for begun in started:
+        begun.wait(lock_seconds(rt.settings))
     return f"handed to delivery threads: {', '.join(targets)}"
 
 
-def _deliver_in_thread(event: Event, target: str, attempt: int, force: bool, booked: bool) -> None:
+def _deliver_in_thread(
+    event_id: str, target: str, attempt: int, force: bool, booked: bool, begun: Callable[[], None]
+) -> None:
     try:
-        deliver(event.id, target, attempt, force, event, booked)
+        deliver(event_id, target, attempt, force, None, booked, begun)
     except Exception as exc:
         # The in-flight mark stays: the sweeper queues this delivery again once it expires.
-        extra = {"event_id": event.id, "target": target, "reason": type(exc).__name__}
+        extra = {"event_id": event_id, "target": target, "reason": type(exc).__name__}
         log.error("delivery interrupted; the sweeper will hand it on", extra=extra)
 
 
@@ -149,27 +156,27 @@ def deliver(
     force: bool = False,
     event: Event | None = None,
     booked: bool = False,
+    begun: Callable[[], None] = lambda: None,
 ) -> str:
-    """Post one event to one target; returns what happened (kept by RQ only on failure)."""
+    """Post one event to one target; returns what happened (kept by RQ only on failure).
+    ``event``: when the caller has it (else the delivery's first step reads it)."""
     rt = runtime()
     context = {"event_id": event_id, "target": target_name, "attempt": attempt}
     if OUTAGE.stopping.is_set():
         # Shutting down: not started, so hand it straight back (the in-flight mark is dropped
         # with the job queued, so nothing waits for the sweeper).
         OUTAGE.call(lambda: _requeue(rt, event_id, target_name, attempt, force, booked))
+        begun()
         return "handed back at shutdown"
-    event = event or rt.store.load_event(event_id)
-    if event is None:
-        log.warning("event expired before delivery", extra=context)
-        return "expired"
     target = rt.targets.get(target_name)
     if target is None:
         state = rt.store.delivery(event_id, target_name)
         state.state, state.reason = DEAD, "target is not configured on this worker"
         rt.store.mark_dead(event_id, target_name, state, time.time())
+        begun()
         log.error("dead", extra={**context, "reason": state.reason})
         return "dead"
-    return Delivery(rt.context, event, target, attempt, force, booked).run()
+    return Delivery(rt.context, event_id, target, attempt, force, booked, event).run(begun)
 
 
 def _requeue(rt: Runtime, event_id: str, target: str, attempt: int, force: bool, booked: bool) -> None:

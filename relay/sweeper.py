@@ -21,6 +21,7 @@ import time
 import redis
 import rq
 
+from relay import activity
 from relay.outage import OUTAGE, is_outage
 from relay.queue import DueJobs, enqueue_delivery
 from relay.store import DEAD, Store
@@ -67,11 +68,13 @@ class Sweeper(threading.Thread):
         poll_interval: float,
         worker_name: str,
         interval: float = SWEEP_INTERVAL,
+        targets: list[str] | None = None,
     ) -> None:
         super().__init__(name="relay-sweeper", daemon=True)
         self.store, self.queue, self.watchlist = store, queue, watchlist
         self.poll_interval, self.interval, self.worker_name = poll_interval, interval, worker_name
         self.due = DueJobs(queue)
+        self.targets = targets or []
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -85,6 +88,7 @@ class Sweeper(threading.Thread):
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.interval
                     sweep(self.store, self.queue)
+                    activity.trim(self.store.redis, self.targets, self.store.ttl)
                     for task_id in self.watchlist.requeue_overdue(self.poll_interval):
                         log.warning("lost poll queued again", extra={"task_id": task_id})
                 OUTAGE.up()

@@ -37,6 +37,7 @@ def stack(redis_url, tmp_path_factory):
         "RELAY_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEB_CONCURRENCY": "2",
         "RELAY_METRICS_TOKEN": METRICS_TOKEN,
+        "RELAY_ACCESS_LOG": "1",  # on, to check it shows paths without their query strings
     }
     processes = Procfile(env, tmp_path_factory.mktemp("logs"))
     processes.start("web")
