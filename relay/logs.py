@@ -15,6 +15,8 @@ import os
 import sys
 from datetime import UTC, datetime
 
+import orjson
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 # What a person wants to see of an event in a terminal, in this order.
 _TEXT_FIELDS = ("task_id", "type", "target", "attempt", "messages", "reason", "delay_s", "note", "down_s")
@@ -43,7 +45,10 @@ class JsonFormatter(logging.Formatter):
         entry.update(_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # what orjson cannot encode (a lone surrogate, a huge integer)
+            return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 class TextFormatter(logging.Formatter):

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+import orjson
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -107,7 +108,8 @@ def suno_callback(kind: str) -> Response:
     elapsed_ms = round(elapsed * 1000, 2)
     extra = {"task_id": event.task_id, "event_id": event.id, "type": event.type, "ms": elapsed_ms}
     log.info(status, extra={**extra, "client": request.remote_addr})
-    return jsonify(status=status, task_id=event.task_id, event_id=event.id)
+    body = orjson.dumps({"status": status, "task_id": event.task_id, "event_id": event.id})
+    return Response(body, mimetype="application/json")
 
 
 def _count_rejected() -> None:

@@ -37,7 +37,7 @@ def test_every_dialect_gives_the_same_event(sample: dict) -> None:
     assert event.task_id == "3b66882fde0a5d398bd269cab6d9542b"
     assert event.type == COMPLETED and event.callback_type == "complete" and event.code == 200
     assert event.lyrics[0].title == "Starry Night Dreams" and event.lyrics[0].text.startswith("[Verse]\nMoonlight")
-    assert "unexpected" not in event.to_json() and "audio_url" not in event.to_json()
+    assert b"unexpected" not in event.to_json() and b"audio_url" not in event.to_json()
 
 
 def test_normalised_event_has_the_documented_shape(sample: dict) -> None:

@@ -3,9 +3,10 @@ stems, video, cover images, MIDI). :meth:`Event.to_dict` is the generic webhook 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 KINDS = ("lyrics", "music", "wav", "stems", "video", "cover", "midi")
 COMPLETED = "lyrics.completed"
@@ -91,8 +92,8 @@ class Event:
             body["instruments"] = [{"name": name, "notes": notes} for name, notes in self.instruments]
         return body
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
@@ -112,4 +113,4 @@ class Event:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
-        return cls.from_dict(json.loads(raw))
+        return cls.from_dict(orjson.loads(raw))

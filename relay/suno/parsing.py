@@ -9,6 +9,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 MAX_TASK_ID_LENGTH = 200
 MAX_TITLE = 500
 MAX_MESSAGE = 5000
@@ -36,7 +38,14 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, bounded nesting."""
+    """Strict JSON: UTF-8, no NaN/Infinity, bounded nesting.
+
+    orjson first (a few times faster); anything it refuses (a BOM, a lone surrogate escape, a
+    huge integer, or a real error) takes the standard library's path, which decides and says why."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
