@@ -10,7 +10,7 @@ import rq
 from relay import activity
 from relay.config import Settings
 from relay.outage import is_outage
-from relay.queue import enqueue_delivery
+from relay.queue import dispatch_writes
 from relay.scripts import REPLAY, pack, record
 from relay.store import DeliveryState, deliveries_key, event_key, task_key
 from relay.suno import PROGRESS_TYPES, Event
@@ -104,7 +104,8 @@ class Ingest:
         if targets:
             pipe.hset(deliveries_key(event.id), mapping=dict.fromkeys(targets, QUEUED_STATE))
             pipe.expire(deliveries_key(event.id), ttl)
-            enqueue_delivery(self.queue, event.id, targets, pipeline=pipe)
+            for command in dispatch_writes(self.queue, event.id, targets):  # RQ's enqueue, built directly
+                pipe.execute_command(*command)
         # A result, by callback or by poll, ends the task's watch (a music task's progress does not).
         if event.type not in PROGRESS_TYPES:
             pipe.zrem(WATCHLIST, event.task_id)

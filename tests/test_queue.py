@@ -1,0 +1,47 @@
+"""The delivery job's writes the door builds itself, against what RQ's own enqueue_call writes for
+the pinned RQ: field by field, so an RQ upgrade that changes them fails here, loudly."""
+
+from __future__ import annotations
+
+import zlib
+
+from relay.queue import delivery_queue, dispatch_writes, enqueue_delivery
+from relay.scripts import record
+from relay.worker import build_worker
+
+
+def test_dispatch_writes_match_rq_field_by_field(make_settings, redis_conn) -> None:
+    settings = make_settings()
+    queue = delivery_queue(settings, redis_conn)
+    theirs = record(redis_conn, lambda pipe: enqueue_delivery(queue, "evt_1", ["slack", "discord"], pipeline=pipe))
+    ours = dispatch_writes(queue, "evt_1", ["slack", "discord"])
+    assert [command[0] for command in theirs] == [command[0] for command in ours]
+
+    def fields(command: tuple) -> dict:
+        return dict(zip(command[2::2], command[3::2], strict=True))
+
+    their_job, our_job = fields(theirs[2]), fields(ours[2])
+    assert list(their_job) == list(our_job)  # the same fields, in the same order
+    for name in their_job:
+        mine, rq_s = our_job[name], their_job[name]
+        if name in ("created_at", "enqueued_at"):
+            assert len(mine) == len(rq_s) and mine[-1] == rq_s[-1] == "Z"
+        elif name == "data":
+            assert queue.serializer.loads(zlib.decompress(mine)) == queue.serializer.loads(zlib.decompress(rq_s))
+        else:
+            assert str(mine) == str(getattr(rq_s, "value", rq_s)), name
+    assert theirs[0] == ours[0] and str(theirs[1][3]) in ("queued", "JobStatus.QUEUED")
+
+
+def test_a_job_built_directly_runs(make_settings, redis_conn, receivers) -> None:
+    from relay import jobs
+    from relay.ingest import Ingest
+    from relay.suno import normalise
+
+    slack = receivers()
+    settings = make_settings(SLACK_WEBHOOK_URL=slack.url + "#rate=100/1s")
+    runtime = jobs.configure(settings, redis_conn)
+    event = normalise({"code": 200, "data": {"task_id": "direct", "data": [{"text": "la", "title": "T"}]}})
+    assert Ingest(settings, redis_conn, runtime.queue)(event)
+    build_worker(settings, redis_conn).work(burst=True)
+    assert len(slack.received) == 1
