@@ -458,3 +458,8 @@ def rss_mb(pid: int) -> float:
 def nothing_recorded(connection) -> bool:
     """Nothing of a refused request is in Redis: at most the operator page's counts."""
     return all(key.startswith(b"relay:stats:") for key in connection.scan_iter())
+
+
+def log_entries(text: str) -> list[dict]:
+    """The JSON log lines of a process's output, parsed."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
