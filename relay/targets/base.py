@@ -75,8 +75,13 @@ class Target:
 
     def render(self, event: Event) -> list[dict[str, Any]]:
         """The messages for ``event``, in the target's ``format`` (full, brief or title)."""
-        messages = self.render_event(shape(event, self.spec.format))
+        shaped = shape(event, self.spec.format)
+        messages = self.render_event(shaped) if shaped.kind == "lyrics" else self.render_cards(shaped, cards(shaped))
         return limit_messages(messages, self.omitted) if len(messages) > MAX_MESSAGES else messages
+
+    def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
+        """Songs and files (not lyrics): targets that show them as cards override this."""
+        return self.render_event(event)
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -304,6 +309,11 @@ def cards(event: Event) -> list[Card]:
         return [Card(title=f"{name} ready", facts=facts)]
     image = event.files[0][1] if event.kind == "cover" and event.files else ""
     return [Card(title=f"{name} ready", links=event.files, image=image)]
+
+
+def files_note(found: list[Card]) -> str:
+    """`` · Files … expire …`` when the cards link to the provider's files."""
+    return f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
 
 
 def markdown_link(label: str, url: str) -> str:

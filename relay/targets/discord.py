@@ -15,13 +15,12 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
-    FILES_EXPIRE,
     MAX_RETRY_AFTER,
     Card,
     Target,
-    cards,
     chunk_text,
     failure_text,
+    files_note,
     label_sections,
     limit_messages,
     markdown_link,
@@ -62,8 +61,6 @@ class DiscordTarget(Target):
     kind = "discord"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
-        if event.kind != "lyrics":
-            return self.render_cards(event, cards(event))
         footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200, escape)}
         embeds: list[dict[str, Any]] = []
         if not event.lyrics:
@@ -97,7 +94,7 @@ class DiscordTarget(Target):
             if card.image:
                 embed["thumbnail"] = {"url": card.image}
             embeds.append(embed)
-        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        expire = files_note(found)
         embeds[-1]["footer"] = {"text": truncate(f"Suno task {event.task_id} · {event.type}{expire}", 200)}
         return [{"embeds": embeds, "allowed_mentions": NO_MENTIONS}]
 

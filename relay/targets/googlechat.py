@@ -8,7 +8,7 @@ together (over it: 429, with no Retry-After, so the relay's backoff applies). On
 task: ``thread.threadKey`` is derived from the task id, with
 ``messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD``, so an event's continuation messages
 and a task's later events stay together. Mentions are ``<users/…>`` (``<users/all>`` for
-everyone): provider text is HTML-escaped in cards, and in the plain text a zero-width space
+everyone): provider text is HTML-escaped in  and in the plain text a zero-width space
 after ``<`` keeps ``<users/all>`` from pinging. 400 and 403 (a bad key or token) are permanent.
 """
 
@@ -22,13 +22,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from relay.suno import Event, Lyric
 from relay.targets.base import (
-    FILES_EXPIRE,
     OMITTED_NOTE,
     Card,
     Target,
-    cards,
     chunk_text,
     failure_text,
+    files_note,
     label_sections,
     truncate,
 )
@@ -65,8 +64,6 @@ class GoogleChatTarget(Target):
         return self.post_url
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
-        if event.kind != "lyrics":
-            return self.render_cards(event, cards(event))
         sections: list[tuple[str, list[str]]] = []  # (header, paragraphs)
         if not event.lyrics:
             sections.append(("Lyrics generation failed", chunk_text("❌ " + escape(failure_text(event)), PIECE_LIMIT)))
@@ -99,7 +96,7 @@ class GoogleChatTarget(Target):
             widgets.append({"textParagraph": {"text": "<br>".join(lines)}})
             if card.image:
                 widgets.append({"image": {"imageUrl": card.image, "altText": plain(card.title)}})
-        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        expire = files_note(found)
         subtitle = f"Suno task {event.task_id} · {event.type}{expire}"
         message = self._message(event, subtitle, [card.title for card in found], widgets)
         image = next((card.image for card in found if card.image), "")

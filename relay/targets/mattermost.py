@@ -16,13 +16,12 @@ from typing import Any
 
 from relay.suno import Event, Lyric
 from relay.targets.base import (
-    FILES_EXPIRE,
     OMITTED_NOTE,
     Card,
     Target,
-    cards,
     chunk_text,
     failure_text,
+    files_note,
     label_sections,
     markdown_link,
     truncate,
@@ -49,8 +48,6 @@ class MattermostTarget(Target):
     kind = "mattermost"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
-        if event.kind != "lyrics":
-            return self.render_cards(event, cards(event))
         posts: list[str] = []
         if not event.lyrics:
             posts += self._posts("#### Lyrics generation failed", "❌ " + escape(failure_text(event)))
@@ -68,7 +65,7 @@ class MattermostTarget(Target):
             if card.image:
                 lines.append(f"![cover]({card.image.replace('(', '%28').replace(')', '%29')})")
             parts.append("  \n".join(lines))
-        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        expire = files_note(found)
         text = "\n\n".join(parts) + f"\n\n_Suno task {escape(event.task_id)} · {event.type}{expire}_"
         return [{"text": text[:POST_LIMIT]}]
 

@@ -19,15 +19,14 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
-    FILES_EXPIRE,
     KIND_TITLES,
     OMITTED_NOTE,
     Card,
     Outcome,
     Target,
-    cards,
     chunk_text,
     failure_text,
+    files_note,
     label_sections,
     markdown_link,
     truncate,
@@ -66,8 +65,6 @@ class NtfyTarget(Target):
     kind = "ntfy"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
-        if event.kind != "lyrics":
-            return self.render_cards(event, cards(event))
         messages: list[dict[str, Any]] = []
         if not event.lyrics:
             messages += self._messages("Lyrics generation failed", "❌ " + escape(failure_text(event)), "x", "high")
@@ -110,7 +107,7 @@ class NtfyTarget(Target):
             lines += [f"{escape(label)}: {escape(value)}" for label, value in card.facts]
             lines += [markdown_link(escape(label), link) for label, link in card.links]
             parts.append("  \n".join(lines))
-        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        expire = files_note(found)
         body = "\n\n".join(parts) + f"\n\n_Suno task {escape(event.task_id)} · {event.type}{expire}_"
         failed = any(card.failed for card in found)
         title = KIND_TITLES.get(event.kind, event.kind) + (" failed" if failed else "")

@@ -14,13 +14,12 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
-    FILES_EXPIRE,
     Card,
     Outcome,
     Target,
-    cards,
     chunk_text,
     failure_text,
+    files_note,
     label_sections,
     limit_messages,
     truncate,
@@ -62,8 +61,6 @@ class SlackTarget(Target):
     kind = "slack"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
-        if event.kind != "lyrics":
-            return self.render_cards(event, cards(event))
         blocks: list[dict[str, Any]] = []
         if not event.lyrics:
             blocks += [_header("Lyrics generation failed"), *_sections(f":x: {escape(failure_text(event))}")]
@@ -92,7 +89,7 @@ class SlackTarget(Target):
                     "alt_text": truncate(card.title, 100),
                 }
             blocks += sections
-        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        expire = files_note(found)
         blocks.append(_context(f"Suno task `{escape(event.task_id)}` · {event.type}{expire}"))
         fallback = escape(truncate(", ".join(card.title for card in found), 300))
         return [{"text": fallback, "blocks": blocks[:BLOCKS_PER_MESSAGE]}]

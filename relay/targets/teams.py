@@ -20,14 +20,13 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
-    FILES_EXPIRE,
     OMITTED_NOTE,
     Card,
     Outcome,
     Target,
-    cards,
     chunk_text,
     failure_text,
+    files_note,
     label_sections,
     markdown_link,
     short_text,
@@ -85,8 +84,6 @@ class TeamsTarget(Target):
     kind = "teams"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
-        if event.kind != "lyrics":
-            return self.render_cards(event, cards(event))
         blocks: list[dict[str, Any]] = []
         if not event.lyrics:
             blocks.append(_block("Lyrics generation failed", weight="Bolder", size="Medium", color="Attention"))
@@ -114,7 +111,7 @@ class TeamsTarget(Target):
                 blocks.append(_block("  \n".join(lines)))
             if card.image:
                 blocks.append({"type": "Image", "url": card.image, "altText": card.title, "size": "Medium"})
-        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        expire = files_note(found)
         blocks.append(_block(escape(f"Suno task {event.task_id} · {event.type}{expire}"), isSubtle=True, size="Small"))
         return [_card(blocks)]
 

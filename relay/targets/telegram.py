@@ -18,15 +18,14 @@ from typing import Any
 from relay.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
-    FILES_EXPIRE,
     MAX_RETRY_AFTER,
     OMITTED_NOTE,
     Card,
     Outcome,
     Target,
-    cards,
     chunk_text,
     failure_text,
+    files_note,
     label_sections,
     short_text,
     truncate,
@@ -44,8 +43,6 @@ class TelegramTarget(Target):
     kind = "telegram"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
-        if event.kind != "lyrics":
-            return self.render_cards(event, cards(event))
         texts: list[str] = []
         if not event.lyrics:
             texts += self._pieces("<b>Lyrics generation failed</b>", "❌ " + escape(failure_text(event)))
@@ -62,7 +59,7 @@ class TelegramTarget(Target):
             lines += [f"<b>{escape(label)}:</b> {escape(value)}" for label, value in card.facts]
             lines += [f'<a href="{html.escape(link, quote=True)}">{escape(label)}</a>' for label, link in card.links]
             parts.append("\n".join(lines))
-        expire = f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
+        expire = files_note(found)
         text = "\n\n".join(parts)[:TEXT_LIMIT] + f"\n\n<i>Suno task {escape(event.task_id)} · {event.type}{expire}</i>"
         message = self._message(text)
         image = next((card.image for card in found if card.image), "")
