@@ -260,6 +260,26 @@ def test_file_kinds_and_failures_reach_every_target(stack, kind: str, name: str,
         assert slack["blocks"][1]["accessory"]["image_url"] == "https://cdn.example.org/cover1.png"
 
 
+@pytest.mark.parametrize(
+    "kind, code", [("music", 400), ("music", 408), ("music", 413), ("music", 500), ("music", 531),
+                   ("video", 400), ("video", 500), ("wav", 500), ("stems", 500), ("cover", 500), ("midi", 500)],
+)  # fmt: skip
+def test_each_failure_code_is_a_failure_notice_everywhere(stack, kind: str, code: int) -> None:
+    task_id = f"fail-{kind}-{code}"
+    body = {"code": code, "msg": "", "data": {"callbackType": "error", "task_id": task_id, "data": None}}
+    if kind == "midi":
+        body = {"task_id": task_id, "code": code, "msg": "", "data": {"state": "failed"}}
+    before = {key: len(receiver.received) for key, receiver in stack.receivers.items()}
+    assert stack.send(kind, body).json()["status"] == "received"
+    for key, receiver in stack.receivers.items():
+        if key == "picky":
+            continue
+        got = receiver.wait_for(before[key] + 1)
+        assert task_id in got[-1].body.decode().replace("\\", ""), key  # markdown escapes aside
+    webhook = stack.receivers["webhook"].received[-1].json()
+    assert webhook["type"] == f"{kind}.failed" and webhook["code"] == code
+
+
 def test_an_unknown_kind_is_404(stack) -> None:
     response = stack.send("karaoke", example("wav-complete"))
     assert response.status_code == 404 and "music" in response.json()["error"]
