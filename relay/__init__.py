@@ -1,4 +1,4 @@
-"""suno-relay: Suno lyrics callbacks → Slack, Discord and signed webhooks."""
+"""suno-relay: Suno callbacks (lyrics, songs, files) → team chats and signed webhooks."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def redis_used(settings: Settings) -> str:
 
 @click.group()
 def cli() -> None:
-    """suno-relay: Suno lyrics callbacks to Slack, Discord and signed webhooks."""
+    """suno-relay: Suno callbacks (lyrics, songs, files) to team chats and signed webhooks."""
 
 
 @cli.command()
