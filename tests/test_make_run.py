@@ -184,3 +184,14 @@ def test_a_webhook_url_that_does_not_look_like_its_service_is_warned_about(user_
     check = operator(env, "check")
     assert "warning: target discord: hooks.slack.com is not a discord host" in check.stdout
     assert "T/B/X" not in check.stdout
+
+
+def test_the_banner_says_how_to_start_in_each_mode(tmp_path) -> None:
+    import app
+    from relay.config import Settings
+
+    env = {"PORT": "5000", "RELAY_CALLBACK_TOKEN": "t" * 20, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    callback = app.banner(env, Settings.from_env(env), None)
+    assert "callback URL: http://localhost:5000/callbacks/suno/lyrics?token=" in callback and "curl" in callback
+    poll = app.banner(env, Settings.from_env({**env, "RELAY_MODE": "poll"}), None)
+    assert "relay submit" in poll and "curl" not in poll and "callback URL" not in poll
