@@ -138,9 +138,9 @@ def tasks() -> str:
         found = task_status(relay.store, query)
         statuses = [found] if found and found["events"] else []
     else:
-        statuses = [
-            task_status(relay.store, task_id) for task_id, _ in activity.recent_task_ids(relay.redis, SEARCH_WINDOW)
-        ]
+        # A state filter searches the last SEARCH_WINDOW tasks; the plain list reads one page only.
+        window = SEARCH_WINDOW if state else PAGE
+        statuses = [task_status(relay.store, task_id) for task_id, _ in activity.recent_task_ids(relay.redis, window)]
     rows = [_row(status) for status in statuses if status and status["events"]]
     if state == "failed":
         rows = [row for row in rows if row["failed"]]
