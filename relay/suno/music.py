@@ -23,6 +23,7 @@ from relay.suno.parsing import (
     code,
     envelope,
     event_id,
+    failed_record,
     first,
     kind_of,
     now_rfc3339,
@@ -117,16 +118,5 @@ def from_record(record: Any, task_id: str, received_at: str | None = None) -> tu
         }
         return normalise(payload, received_at), status == "SUCCESS"
     if status in FAILURE_STATUSES or status.endswith(("FAILED", "ERROR")):
-        default_code, meaning = FAILURE_STATUSES.get(status, (500, "the task failed"))
-        try:
-            error_code = code(record.get("errorCode"))
-        except PayloadError:
-            error_code = None
-        reason = text(record.get("errorMessage"), "errorMessage").strip() or meaning
-        payload = {
-            "code": error_code or default_code,
-            "msg": f"{reason} ({status})",
-            "data": {"callbackType": "error", "task_id": task_id},
-        }
-        return normalise(payload, received_at), True
+        return normalise(failed_record(record, task_id, status, FAILURE_STATUSES), received_at), True
     return None, False

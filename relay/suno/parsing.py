@@ -149,6 +149,22 @@ def envelope(payload: Any) -> dict[str, Any]:
     return data
 
 
+def failed_record(record: dict[str, Any], task_id: str, status: str, known: dict[str, tuple[int, str]]) -> dict:
+    """A record-info answer whose status is a failure → the error callback it stands for: the
+    provider's ``errorCode`` (else the status's default) and ``errorMessage`` (else its meaning)."""
+    default_code, meaning = known.get(status, (500, "the task failed"))
+    try:
+        error_code = code(record.get("errorCode"))
+    except PayloadError:  # a non-numeric error code: keep the default
+        error_code = None
+    reason = text(record.get("errorMessage"), "errorMessage").strip() or meaning
+    return {
+        "code": error_code or default_code,
+        "msg": f"{reason} ({status})",
+        "data": {"callbackType": "error", "task_id": task_id},
+    }
+
+
 def callback_type(data: dict[str, Any], allowed: tuple[str, ...], default: str) -> str:
     raw = first(data, "callbackType", "callback_type")
     if raw is not None and not isinstance(raw, str):
