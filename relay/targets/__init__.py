@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import requests
-
 from relay.config import Settings, TargetSpec
-from relay.http import new_session
+from relay.http import Client, new_session
 from relay.targets.apprise import AppriseTarget
 from relay.targets.base import Outcome, Target
 from relay.targets.console import ConsoleTarget
@@ -48,7 +46,7 @@ __all__ = [
 ]
 
 
-def build_target(spec: TargetSpec, settings: Settings, session: requests.Session | None = None) -> Target:
+def build_target(spec: TargetSpec, settings: Settings, session: Client | None = None) -> Target:
     cls = KINDS[spec.kind]
     if cls is WebhookTarget:
         return WebhookTarget(spec, timeout=settings.http_timeout, session=session, secret=settings.webhook_secret)

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-import requests
-
 from relay import http
 from relay.config import TargetSpec
 from relay.http import Answer
@@ -60,7 +58,7 @@ class Target:
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, spec: TargetSpec, *, timeout: float = 10.0, session: requests.Session | None = None) -> None:
+    def __init__(self, spec: TargetSpec, *, timeout: float = 10.0, session: http.Client | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.timeout = timeout  # the whole POST, connect to last byte of the answer
@@ -106,11 +104,9 @@ class Target:
             answer = http.post(self.session, self.url_for(message), body, headers, deadline=self.timeout)
         except http.DeadlinePassed:
             return Outcome(ok=False, reason=f"timeout (no complete answer within {self.timeout:g}s)")
-        except requests.Timeout as exc:
-            return Outcome(ok=False, reason=f"timeout ({type(exc).__name__})")
-        except requests.RequestException as exc:
-            # str(exc) would include the URL, which is a secret: keep the class name only.
-            return Outcome(ok=False, reason=f"connection error ({type(exc).__name__})")
+        except http.PostFailed as exc:
+            # Its kind only: the underlying error's text would include the URL, a secret.
+            return Outcome(ok=False, reason=f"{'timeout' if exc.timeout else 'connection error'} ({exc.kind})")
         outcome = self.classify(answer)
         # The answer is the target's text: it may echo the URL (a 404 body with the path, say).
         return dataclasses.replace(outcome, reason=scrub(outcome.reason, self.secrets))
