@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 import rq
@@ -39,7 +40,7 @@ from relay.connection import connect
 from relay.delivery import Context, Delivery, lock_seconds
 from relay.ingest import Ingest
 from relay.outage import OUTAGE
-from relay.queue import delivery_queue, enqueue_delivery
+from relay.queue import CRASH_RETRY, Batches, delivery_queue, enqueue_delivery
 from relay.ratelimit import RateLimiter
 from relay.store import DEAD, Store
 from relay.suno import Event
@@ -62,6 +63,7 @@ class Runtime:
     watchlist: Watchlist
     suno: SunoClient
     context: Context
+    batches: Batches
     pool: DeliveryPool | None = None
 
 
@@ -88,6 +90,7 @@ def configure(settings: Settings, connection: redis.Redis | None = None, threads
         watchlist=Watchlist(connection, queue, settings.dedup_ttl),
         suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
         context=Context(settings, connection, queue),
+        batches=Batches(queue),
         pool=DeliveryPool(threads) if threads else None,
     )
     return _runtime
@@ -100,14 +103,23 @@ class DeliveryPool:
     def __init__(self, size: int) -> None:
         self.slots = threading.BoundedSemaphore(size)
         self.executor = ThreadPoolExecutor(size, thread_name_prefix="delivery")
+        self.lock = threading.Lock()
+        self.free = size
+
+    def _release(self) -> None:
+        with self.lock:
+            self.free += 1
+        self.slots.release()
 
     def submit(self, function: Callable[..., object], *args: object) -> threading.Event:
         """Run ``function(*args, begun)`` on a delivery thread; the returned event is set once the
         delivery has begun (``begun()`` called) or the thread has ended."""
         self.slots.acquire()  # back-pressure: the dispatching job waits for a free thread
+        with self.lock:
+            self.free -= 1
         begun = threading.Event()
         future = self.executor.submit(function, *args, begun.set)
-        future.add_done_callback(lambda _: (begun.set(), self.slots.release()))
+        future.add_done_callback(lambda _: (begun.set(), self._release()))
         return begun
 
     def shutdown(self) -> None:
@@ -127,15 +139,41 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
     trip that also reads the event) marks it in flight; the job returns once every thread has
     begun. So the job itself makes no round trip, and a worker that dies before a delivery began
     leaves a job RQ runs again; after, the in-flight mark lets the sweeper hand it on.
+
+    A job that waited in the queue (a burst) also takes along as many queued first attempts as
+    the free delivery threads can start (:class:`relay.queue.Batches`), held under its id until
+    they have begun: a job RQ runs again after its worker died starts them again.
     """
     rt = runtime()
     if rt.pool is None:  # inline (tests, one-off runs)
         event = rt.store.load_event(event_id)
         return "; ".join(f"{target}: {deliver(event_id, target, attempt, force, event, booked)}" for target in targets)
     started = [rt.pool.submit(_deliver_in_thread, event_id, target, attempt, force, booked) for target in targets]
+    job = rq.get_current_job()
+    taken: list[tuple[str, list[str]]] = []
+    if job is not None:
+        rerun = job.retries_left is not None and job.retries_left < CRASH_RETRY.max
+        room = rt.pool.free // max(1, len(rt.targets)) if _waited(job) else 0
+        if rerun or room > 0:
+            taken = OUTAGE.call(lambda: rt.batches.claim(job.id, room))
+    for other, its_targets in taken:
+        started += [rt.pool.submit(_deliver_in_thread, other, target, 1, False, False) for target in its_targets]
     for begun in started:
         begun.wait(lock_seconds(rt.settings))
+    if taken:
+        OUTAGE.call(lambda: rt.batches.release(job.id))
+        return f"handed to delivery threads: {', '.join(targets)}, and {len(taken)} more events"
     return f"handed to delivery threads: {', '.join(targets)}"
+
+
+def _waited(job: rq.job.Job) -> bool:
+    """Whether the job sat in the queue for a while: others are likely queued behind it."""
+    enqueued = job.enqueued_at
+    if enqueued is None:
+        return False
+    if enqueued.tzinfo is None:
+        enqueued = enqueued.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - enqueued).total_seconds() > Batches.BACKLOG_SECONDS
 
 
 def _deliver_in_thread(

@@ -539,3 +539,58 @@ def test_19_idle_worker_delivers_seconds_after_redis_returns(make_stack, tmp_pat
     print(f"delivered {time.monotonic() - back:.1f}s after Redis returned")
     assert time.monotonic() - back < 10
     worker_logs_are_clean(stack)
+
+
+def test_20_a_batch_held_by_a_dead_worker_is_delivered_once(make_stack) -> None:
+    """A job that took other events along (a burst) and whose worker died before their deliveries
+    began: RQ runs the job again as abandoned, and it delivers what it held, each once."""
+    from rq import Queue, SimpleWorker
+    from rq.job import Job
+
+    from relay.queue import Batches
+
+    stack = make_stack()
+    stack.procfile.start("web")
+    tasks = [f"t20-{n}" for n in range(8)]
+    for task in tasks:
+        assert stack.callback(task).status_code == 200
+    queue = Queue("relay", connection=stack.redis)
+    # A worker takes the first job, starts it as RQ does, takes five more along, and dies.
+    job = Job.fetch(stack.redis.lpop(queue.key).decode(), connection=stack.redis)
+    dead = SimpleWorker([queue], connection=stack.redis, name="dead-worker")
+    dead.prepare_execution(job)
+    dead.prepare_job_execution(job)
+    taken = Batches(queue).claim(job.id, 5)
+    assert [event for event, _ in taken] == [event_id(task, "complete") for task in tasks[1:6]]
+    assert stack.redis.llen(queue.key) == 2  # the last two are still jobs of their own
+    # Long dead: its execution's heartbeat ran out.
+    started_key = queue.started_job_registry.key
+    stack.redis.zadd(started_key, dict.fromkeys(stack.redis.zrange(started_key, 0, -1), 1))
+
+    stack.procfile.start("worker")  # its first maintenance finds the abandoned job
+    stack.settled(tasks, timeout=60)
+    time.sleep(1.0)
+    for receiver in (stack.slack, stack.discord, stack.webhook):
+        assert sorted(titles(receiver)) == sorted(f"Song {task}" for task in tasks)
+    assert not stack.redis.keys("relay:batch:*")
+
+
+def test_21_a_burst_is_carried_by_fewer_jobs_and_delivered_once(make_stack) -> None:
+    """Callbacks that queue up while no worker runs: one job takes several along, each delivery
+    still once; the runs RQ records are fewer than the events."""
+    from rq import Worker
+
+    stack = make_stack()
+    stack.procfile.start("web")
+    tasks = [f"t21-{n}" for n in range(60)]
+    with ThreadPoolExecutor(8) as pool:
+        assert all(response.status_code == 200 for response in pool.map(stack.callback, tasks))
+    stack.procfile.start("worker")
+    stack.settled(tasks, timeout=60)
+    time.sleep(1.0)
+    for receiver in (stack.slack, stack.discord, stack.webhook):
+        assert sorted(titles(receiver)) == sorted(f"Song {task}" for task in tasks)
+    [worker] = Worker.all(connection=stack.redis)
+    print(f"60 events delivered by {worker.successful_job_count} RQ jobs")
+    assert worker.successful_job_count < len(tasks) / 2
+    assert not stack.redis.keys("relay:batch:*")

@@ -3,9 +3,10 @@ the pinned RQ: field by field, so an RQ upgrade that changes them fails here, lo
 
 from __future__ import annotations
 
+import json
 import zlib
 
-from relay.queue import delivery_queue, dispatch_writes, enqueue_delivery
+from relay.queue import BATCH_FIELD, delivery_queue, dispatch_writes, enqueue_delivery
 from relay.scripts import record
 from relay.worker import build_worker
 
@@ -21,6 +22,7 @@ def test_dispatch_writes_match_rq_field_by_field(make_settings, redis_conn) -> N
         return dict(zip(command[2::2], command[3::2], strict=True))
 
     their_job, our_job = fields(theirs[2]), fields(ours[2])
+    assert json.loads(our_job.pop(BATCH_FIELD)) == ["evt_1", ["slack", "discord"]]  # ours alone
     assert list(their_job) == list(our_job)  # the same fields, in the same order
     for name in their_job:
         mine, rq_s = our_job[name], their_job[name]
