@@ -103,23 +103,14 @@ class DeliveryPool:
     def __init__(self, size: int) -> None:
         self.slots = threading.BoundedSemaphore(size)
         self.executor = ThreadPoolExecutor(size, thread_name_prefix="delivery")
-        self.lock = threading.Lock()
-        self.free = size
-
-    def _release(self) -> None:
-        with self.lock:
-            self.free += 1
-        self.slots.release()
 
     def submit(self, function: Callable[..., object], *args: object) -> threading.Event:
         """Run ``function(*args, begun)`` on a delivery thread; the returned event is set once the
         delivery has begun (``begun()`` called) or the thread has ended."""
         self.slots.acquire()  # back-pressure: the dispatching job waits for a free thread
-        with self.lock:
-            self.free -= 1
         begun = threading.Event()
         future = self.executor.submit(function, *args, begun.set)
-        future.add_done_callback(lambda _: (begun.set(), self._release()))
+        future.add_done_callback(lambda _: (begun.set(), self.slots.release()))
         return begun
 
     def shutdown(self) -> None:
@@ -140,9 +131,10 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
     begun. So the job itself makes no round trip, and a worker that dies before a delivery began
     leaves a job RQ runs again; after, the in-flight mark lets the sweeper hand it on.
 
-    A job that waited in the queue (a burst) also takes along as many queued first attempts as
-    the free delivery threads can start (:class:`relay.queue.Batches`), held under its id until
-    they have begun: a job RQ runs again after its worker died starts them again.
+    A job that waited in the queue (a burst) also takes up to 16 queued first attempts along
+    (:class:`relay.queue.Batches`), held under its id until they have begun (handing them over
+    waits for free threads, as its own targets do): a job RQ runs again after its worker died
+    starts them again.
     """
     rt = runtime()
     if rt.pool is None:  # inline (tests, one-off runs)
@@ -153,7 +145,7 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
     taken: list[tuple[str, list[str]]] = []
     if job is not None:
         rerun = job.retries_left is not None and job.retries_left < CRASH_RETRY.max
-        room = rt.pool.free // max(1, len(rt.targets)) if _waited(job) else 0
+        room = Batches.MAX if _waited(job) else 0
         if rerun or room > 0:
             taken = OUTAGE.call(lambda: rt.batches.claim(job.id, room))
     for other, its_targets in taken:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import signal
 import time
 from collections import deque
@@ -478,12 +477,14 @@ def test_16_pacing_books_once_and_does_not_slow_other_targets(make_stack) -> Non
     stack.settled(tasks, timeout=120)
     slack_drain = stack.slack.received[-1].at - sent
     webhook_drain = max(entry.at for entry in stack.webhook.received[150:]) - sent
-    dequeued = re.compile(r"Worker \w+: relay: [0-9a-f-]{36}$")
-    runs = sum(bool(dequeued.match(entry["event"])) for entry in log_entries(stack.procfile.logs()))
-    assert runs >= 2 * len(tasks)  # every callback's job ran at least once (the count is real)
-    extra = runs - 2 * len(tasks)
+    # Jobs of Slack's alone: its paced deliveries (first attempts are jobs for both targets, and
+    # a burst's are carried several to a job).
+    completed = [entry["event"] for entry in log_entries(stack.procfile.logs())]
+    extra = sum(line.startswith("Successfully completed deliver ") and " to slack (attempt" in line
+                for line in completed)  # fmt: skip
     print(f"webhook drained in {webhook_alone:.2f}s alone, {webhook_drain:.2f}s beside Slack paced "
-          f"(took {slack_drain:.1f}s); {extra} extra job runs for {len(tasks)} paced deliveries")  # fmt: skip
+          f"(took {slack_drain:.1f}s); {extra} paced job runs for {len(tasks)} paced deliveries")  # fmt: skip
+    assert extra >= len(tasks) / 2  # Slack was paced, by jobs scheduled for their slots (the count is real)
     assert_once_each(stack.slack, tasks)
     paced_titles = [entry.json()["lyrics"][0]["title"] for entry in stack.webhook.received[150:]]
     assert sorted(paced_titles) == sorted(f"Song {task}" for task in tasks)
