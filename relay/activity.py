@@ -23,6 +23,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis
 
 RECENT = "relay:recent"
@@ -60,7 +61,11 @@ def count(pipe: Any, what: str, now: float | None = None) -> None:
 
 def _log(pipe: Any, event_id: str, entry: dict[str, Any], ttl: int) -> None:
     key = log_key(event_id)
-    pipe.rpush(key, json.dumps(entry, separators=(",", ":")))
+    try:
+        line = orjson.dumps(entry)
+    except TypeError:  # what orjson cannot encode (a lone surrogate in a target's answer)
+        line = json.dumps(entry, separators=(",", ":"))
+    pipe.rpush(key, line)
     pipe.ltrim(key, -MAX_LOG, -1)
     pipe.expire(key, ttl)
 

@@ -11,7 +11,7 @@ from relay import activity
 from relay.config import Settings
 from relay.outage import is_outage
 from relay.queue import dispatch_writes
-from relay.scripts import REPLAY, pack, record
+from relay.scripts import REPLAY, Recorder, pack
 from relay.store import DeliveryState, deliveries_key, event_key, task_key
 from relay.suno import PROGRESS_TYPES, Event
 from relay.watch import WATCHLIST, watch_key
@@ -48,9 +48,9 @@ class Ingest:
     The event key is the dedup record. The event, its delivery states and its RQ delivery job
     are written by one Lua script, and only if the event key was absent: a Redis error leaves
     all of them or none (the caller then answers 503 and Suno retries), and of concurrent
-    identical callbacks exactly one wins. The job's own writes are RQ's: they are recorded on a
-    pipeline that is never sent, and replayed inside the script. A new event costs one round
-    trip; a repeat too, unless this process saw Redis confirm that event id in the last
+    identical callbacks exactly one wins. The writes are recorded (:class:`relay.scripts.Recorder`)
+    and replayed inside the script; the job's are RQ's, built directly (``dispatch_writes``). A
+    new event costs one round trip; a repeat too, unless this process saw Redis confirm that event id in the last
     :data:`CONFIRMED_FOR` seconds: then it is answered from memory (bounded to
     :data:`CONFIRMED_MAX` ids). After a manual flush of Redis, such a repeat is still answered
     "duplicate" for up to a minute by a process that had confirmed it.
@@ -74,7 +74,9 @@ class Ingest:
         stats = activity.stats_key(int(time.time() // activity.BUCKET))
         ttl = self.settings.dedup_ttl
         repeats, self.repeats = self.repeats, 0
-        writes = pack(record(self.redis, lambda pipe: self._writes(pipe, event, ttl, source)))
+        recorder = Recorder()
+        self._writes(recorder, event, ttl, source)
+        writes = pack(recorder.commands)
         try:
             fresh = bool(self.store_if_new(keys=[key, stats], args=[event.to_json(), ttl, repeats, *writes]))
         except redis.ResponseError as exc:
@@ -96,7 +98,7 @@ class Ingest:
         while len(self.confirmed) > CONFIRMED_MAX:
             self.confirmed.pop(next(iter(self.confirmed)))
 
-    def _writes(self, pipe: redis.client.Pipeline, event: Event, ttl: int, source: str) -> None:
+    def _writes(self, pipe: Recorder, event: Event, ttl: int, source: str) -> None:
         targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]
         activity.received(pipe, event.id, event.task_id, source, targets, ttl)
         pipe.sadd(task_key(event.task_id), event.id)
@@ -105,7 +107,7 @@ class Ingest:
             pipe.hset(deliveries_key(event.id), mapping=dict.fromkeys(targets, QUEUED_STATE))
             pipe.expire(deliveries_key(event.id), ttl)
             for command in dispatch_writes(self.queue, event.id, targets):  # RQ's enqueue, built directly
-                pipe.execute_command(*command)
+                pipe.commands.append(command)
         # A result, by callback or by poll, ends the task's watch (a music task's progress does not).
         if event.type not in PROGRESS_TYPES:
             pipe.zrem(WATCHLIST, event.task_id)

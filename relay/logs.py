@@ -92,6 +92,8 @@ def configure_logging(level: str = "INFO", log_format: str | None = None) -> str
     """Route the relay's and RQ's loggers through the chosen formatter (idempotent). Returns the
     level RQ's own loggers should run at: in a terminal, RQ's per-job lines are noise."""
     text = wants_text(log_format)
+    # No line shows the pid, and reading it is a system call for every record.
+    logging.logProcesses = False
     handler = StderrHandler()
     handler.setFormatter(TextFormatter() if text else JsonFormatter())
     rq_level = "WARNING" if text and level in ("DEBUG", "INFO") else level

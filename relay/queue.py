@@ -20,11 +20,11 @@ import uuid
 import zlib
 from datetime import UTC, datetime
 
+import orjson
 import redis
 import rq
 from rq import Retry
 from rq.job import Job
-from rq.utils import utcformat
 
 from relay.config import Settings
 
@@ -101,38 +101,45 @@ def enqueue_delivery(
 
 def dispatch_writes(queue: rq.Queue, event_id: str, targets: list[str]) -> list[tuple]:
     """The Redis writes of ``enqueue_delivery(queue, event_id, targets)`` (a first attempt, due
-    now), built directly: what RQ's ``enqueue_call`` writes for the pinned RQ, at a quarter of its
-    cost on the door's hot path, plus :data:`BATCH_FIELD`. ``tests/test_queue.py`` compares the two
-    field by field, so an RQ upgrade that changes them fails loudly."""
+    now), built directly: what RQ's ``enqueue_call`` writes for the pinned RQ, at a fraction of
+    its cost on the door's hot path, plus :data:`BATCH_FIELD`. ``tests/test_queue.py`` compares
+    the two field by field, so an RQ upgrade that changes them fails loudly."""
     job_id = str(uuid.uuid4())
     key = Job.redis_job_namespace_prefix + job_id
-    stamp = utcformat(datetime.now(UTC))
-    call = (DISPATCH, None, (event_id, list(targets)), {"attempt": 1, "force": False})
-    empty = dict.fromkeys(
-        ("success_callback_name", "failure_callback_name", "stopped_callback_name", "started_at", "ended_at",
-         "last_heartbeat", "worker_name", "group_id"), "",
+    # RQ's own format (rq.utils.utcformat), without strftime's cost.
+    stamp = datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
+    targets = list(targets)
+    call = (DISPATCH, None, (event_id, targets), {"attempt": 1, "force": False})
+    data = _zlib(queue.serializer.dumps(call))
+    fields = (
+        "created_at", stamp, "data", data, *_EMPTY_FIELDS,
+        "retries_left", CRASH_RETRY.max, "retry_intervals", _RETRY_INTERVALS, "origin", queue.name,
+        "description", f"deliver {event_id} to {', '.join(targets)} (attempt 1)", "enqueued_at", stamp,
+        "timeout", queue._default_timeout, "result_ttl", 0, "failure_ttl", FAILURE_TTL, "status", "queued",
+        BATCH_FIELD, orjson.dumps([event_id, targets]),
     )  # fmt: skip
-    fields = {
-        "created_at": stamp,
-        "data": zlib.compress(queue.serializer.dumps(call)),
-        **empty,
-        "retries_left": CRASH_RETRY.max,
-        "retry_intervals": json.dumps(CRASH_RETRY.intervals),
-        "origin": queue.name,
-        "description": f"deliver {event_id} to {', '.join(targets)} (attempt 1)",
-        "enqueued_at": stamp,
-        "timeout": queue._default_timeout,
-        "result_ttl": 0,
-        "failure_ttl": FAILURE_TTL,
-        "status": "queued",
-        BATCH_FIELD: json.dumps([event_id, list(targets)]),
-    }
     return [
         ("SADD", queue.redis_queues_keys, queue.key),
         ("HSET", key, "status", "queued"),
-        ("HSET", key, *(part for pair in fields.items() for part in pair)),
+        ("HSET", key, *fields),
         ("RPUSH", queue.key, job_id),
     ]
+
+
+_EMPTY_FIELDS = tuple(
+    part
+    for name in ("success_callback_name", "failure_callback_name", "stopped_callback_name", "started_at", "ended_at",
+                 "last_heartbeat", "worker_name", "group_id")
+    for part in (name, "")
+)  # fmt: skip
+_RETRY_INTERVALS = json.dumps(CRASH_RETRY.intervals)
+
+
+def _zlib(data: bytes) -> bytes:
+    """A zlib stream RQ's ``zlib.decompress`` reads, for a job's few hundred bytes: stored, with
+    the smallest window and state. ``zlib.compress`` sets up 256 KB of state first: 60 µs here."""
+    compressor = zlib.compressobj(0, zlib.DEFLATED, 9, 1)
+    return compressor.compress(data) + compressor.flush()
 
 
 class DueJobs:
@@ -203,7 +210,7 @@ class Batches:
         keys = [self.queue.key, self.key(job_id)]
         args = [Job.redis_job_namespace_prefix, max(0, min(count, self.MAX)), FAILURE_TTL, BATCH_FIELD, self.PREFIX]
         args.append(CRASH_RETRY.max)
-        return [tuple(json.loads(spec)) for spec in self.script(keys=keys, args=args)]
+        return [tuple(orjson.loads(spec)) for spec in self.script(keys=keys, args=args)]
 
     def release(self, job_id: str) -> None:
         """Every taken delivery has begun (marked in flight): the job no longer answers for them."""

@@ -3,6 +3,7 @@ stems, video, cover images, MIDI). :meth:`Event.to_dict` is the generic webhook 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,7 @@ class Event:
     files: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (label, url): WAV, stems, video, covers
     instruments: tuple[tuple[str, int], ...] = field(default_factory=tuple)  # MIDI: (name, notes)
 
-    @property
+    @functools.cached_property  # asked several times a callback; the event never changes
     def type(self) -> str:
         """``<kind>.completed`` / ``<kind>.failed``; music also ``music.text`` and ``music.first``."""
         if self.kind == "lyrics":
