@@ -272,6 +272,15 @@ def main() -> int:
         rows.append(("6 fast targets' p99 beside a slow one (ms)", f"{column['slow_p99'][at]:.1f}",
                      f"{column['idle_p99'][at]:.1f} (fig. 3, same round)", f"{min(slowed):.2f}", spread(slowed),
                      "≤ 2"))  # fmt: skip
+
+        # 7: the operator page's records, their cost at the door, before/after in this run.
+        print("7: the operator page's records at the door…", flush=True)
+        costs = records_cost(processes.env)
+        rows.append(("7 the door's Redis step, with the page's records (µs a callback)",
+                     f"{min(costs['with']):.0f}", f"{min(costs['without']):.0f} (without)",
+                     f"{min(costs['with']) / min(costs['without']):.2f}",
+                     spread([w / o for w, o in zip(costs["with"], costs["without"], strict=True)]),
+                     "no measurable cost"))  # fmt: skip
     finally:
         processes.stop()
         server.stop()
@@ -322,6 +331,40 @@ def delivery_round(processes: Processes, receiver: Receiver, connection: redis.R
     figures["slow_p99"] = percentile(slowed, 99)
     processes.stop([*workers, web])
     return figures
+
+
+def records_cost(env: dict[str, str], count: int = 3000) -> dict[str, list[float]]:
+    """The door's Redis step (the script with every write) in this process, with the operator
+    page's records (relay.activity.received) and with them left out, interleaved rounds: µs per
+    new callback, one after another (building the writes, the round trip, Redis running them)."""
+    from relay import activity
+    from relay.config import Settings
+    from relay.ingest import Ingest
+    from relay.queue import delivery_queue
+    from relay.suno import normalise
+
+    settings = Settings.from_env(env)
+    connection = redis.Redis.from_url(settings.redis_url)
+    ingest = Ingest(settings, connection, delivery_queue(settings, connection))
+    payload = json.loads((ROOT / "examples" / "lyrics-complete.json").read_text())
+    received = activity.received
+    costs: dict[str, list[float]] = {"with": [], "without": []}
+    try:
+        for round_ in range(ROUNDS):
+            for name in ("with", "without"):
+                activity.received = received if name == "with" else (lambda *args, **kwargs: None)
+                events = []
+                for n in range(count):
+                    payload["data"]["task_id"] = f"bench-records-{name}-{round_}-{n}"
+                    events.append(normalise(payload))
+                started = time.perf_counter()
+                for event in events:
+                    ingest(event)
+                costs[name].append((time.perf_counter() - started) / count * 1e6)
+                connection.flushdb()
+    finally:
+        activity.received = received
+    return costs
 
 
 def send_burst(port: int, prefix: str, count: int, connections: int = 16) -> None:

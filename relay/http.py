@@ -205,11 +205,6 @@ class Client:
             manager.clear()
 
 
-def new_session(pool_size: int = 10) -> Client:
-    """A client whose connections can be cut by :func:`post`'s deadline."""
-    return Client(pool_size)
-
-
 def post(
     client: Client,
     url: str,

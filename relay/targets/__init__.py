@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relay.config import Settings, TargetSpec
-from relay.http import Client, new_session
+from relay.http import Client
 from relay.targets.apprise import AppriseTarget
 from relay.targets.base import Outcome, Target
 from relay.targets.console import ConsoleTarget
@@ -46,15 +46,15 @@ __all__ = [
 ]
 
 
-def build_target(spec: TargetSpec, settings: Settings, session: Client | None = None) -> Target:
+def build_target(spec: TargetSpec, settings: Settings, client: Client | None = None) -> Target:
     cls = KINDS[spec.kind]
     if cls is WebhookTarget:
-        return WebhookTarget(spec, timeout=settings.http_timeout, session=session, secret=settings.webhook_secret)
-    return cls(spec, timeout=settings.http_timeout, session=session)
+        return WebhookTarget(spec, timeout=settings.http_timeout, client=client, secret=settings.webhook_secret)
+    return cls(spec, timeout=settings.http_timeout, client=client)
 
 
 def build_targets(settings: Settings) -> dict[str, Target]:
-    """Every configured target by name; they share one HTTP session (connection pooling), with
+    """Every configured target by name; they share one HTTP client (its connection pools), with
     room for every delivery thread."""
-    session = new_session(settings.worker_threads)
-    return {spec.name: build_target(spec, settings, session) for spec in settings.targets}
+    client = Client(settings.worker_threads)
+    return {spec.name: build_target(spec, settings, client) for spec in settings.targets}

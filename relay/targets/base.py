@@ -58,11 +58,11 @@ class Target:
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, spec: TargetSpec, *, timeout: float = 10.0, session: http.Client | None = None) -> None:
+    def __init__(self, spec: TargetSpec, *, timeout: float = 10.0, client: http.Client | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.timeout = timeout  # the whole POST, connect to last byte of the answer
-        self.session = session or http.new_session()
+        self.client = client or http.Client()
         self.secrets = secret_parts(spec.url)
 
     def __repr__(self) -> str:  # never show the URL
@@ -101,7 +101,7 @@ class Target:
     def send(self, message: dict[str, Any], event: Event) -> Outcome:
         body, headers = self.encode(message, event)
         try:
-            answer = http.post(self.session, self.url_for(message), body, headers, deadline=self.timeout)
+            answer = http.post(self.client, self.url_for(message), body, headers, deadline=self.timeout)
         except http.DeadlinePassed:
             return Outcome(ok=False, reason=f"timeout (no complete answer within {self.timeout:g}s)")
         except http.PostFailed as exc:
