@@ -240,6 +240,8 @@ def main() -> int:
                      *versus("ceiling distinct", "bare distinct", "(0.65–0.75)")))  # fmt: skip
         rows.append(("1 ingest vs the one-round-trip ceiling (callbacks/s)",
                      *versus("relay distinct", "ceiling distinct", "—")))  # fmt: skip
+        rows.append(("1 ingest p99 (ms), relay vs the ceiling",
+                     *versus("relay distinct", "ceiling distinct", "—", "p99", min)))  # fmt: skip
         rows.append(("2 duplicate storm: callbacks/s", *versus("relay dup", "bare dup", "≥ 0.9")))
         errors = sum(run["errors"] for results in runs.values() for run in results)
         connection.flushdb()

@@ -28,6 +28,7 @@ import redis
 
 RECENT = "relay:recent"
 BUCKET = 600  # seconds of one stats bucket
+STATS_TTL = 86400 + BUCKET  # a day of buckets
 MAX_LOG = 200
 MAX_RECENT = 20_000
 COUNTS = ("received", "duplicate", "rejected", "delivered", "retrying", "paced", "dead")
@@ -56,28 +57,34 @@ def iso(timestamp: float) -> str:
 def count(pipe: Any, what: str, now: float | None = None) -> None:
     key = stats_key(int((time.time() if now is None else now) // BUCKET))
     pipe.hincrby(key, what, 1)
-    pipe.expire(key, 86400 + BUCKET)
+    pipe.expire(key, STATS_TTL)
+
+
+def _entry(entry: dict[str, Any]) -> bytes | str:
+    try:
+        return orjson.dumps(entry)
+    except TypeError:  # what orjson cannot encode (a lone surrogate in a target's answer)
+        return json.dumps(entry, separators=(",", ":"))
 
 
 def _log(pipe: Any, event_id: str, entry: dict[str, Any], ttl: int) -> None:
     key = log_key(event_id)
-    try:
-        line = orjson.dumps(entry)
-    except TypeError:  # what orjson cannot encode (a lone surrogate in a target's answer)
-        line = json.dumps(entry, separators=(",", ":"))
-    pipe.rpush(key, line)
+    pipe.rpush(key, _entry(entry))
     pipe.ltrim(key, -MAX_LOG, -1)
     pipe.expire(key, ttl)
 
 
 def received(pipe: Any, event_id: str, task_id: str, source: str, targets: list[str], ttl: int) -> None:
-    """Queue the records of a new event (inside ingest's script)."""
+    """Queue the records of a new event (inside ingest's script, which also counts it): its
+    timeline's first entry (a new event's timeline is new: nothing to trim), the recent tasks,
+    the targets' waiting lists."""
     now = time.time()
-    _log(pipe, event_id, {"at": iso(now), "what": f"received by {source}"}, ttl)
+    key = log_key(event_id)
+    pipe.rpush(key, _entry({"at": iso(now), "what": f"received by {source}"}))
+    pipe.expire(key, ttl)
     pipe.zadd(RECENT, {task_id: now})
     for name in targets:
         pipe.zadd(waiting_key(name), {event_id: now})
-    count(pipe, "received", now)
 
 
 def trim(connection: redis.Redis, targets: list[str], ttl: int, now: float | None = None) -> None:

@@ -20,20 +20,19 @@ QUEUED_STATE = DeliveryState().to_json()
 
 # SET the dedup record (the event itself) if absent, and only then run the recorded writes. A
 # script runs atomically: no other client sees a dedup record without its work, or the reverse.
-# Repeats are counted for the operator's page: this one, and those answered from memory since
-# (ARGV[3]).
+# New events and repeats are counted for the operator's page (KEYS[2], the current stats bucket,
+# kept ARGV[4] seconds): this repeat, and those answered from memory since (ARGV[3]).
 _STORE_IF_NEW = (
     REPLAY
     + """
 local repeats = tonumber(ARGV[3])
 local stored = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 if not stored then repeats = repeats + 1 end
-if repeats > 0 then
-  redis.call('HINCRBY', KEYS[2], 'duplicate', repeats)
-  redis.call('EXPIRE', KEYS[2], 87000)
-end
+if repeats > 0 then redis.call('HINCRBY', KEYS[2], 'duplicate', repeats) end
+if stored then redis.call('HINCRBY', KEYS[2], 'received', 1) end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 if not stored then return 0 end
-replay(4)
+replay(5)
 return 1
 """
 )
@@ -78,7 +77,8 @@ class Ingest:
         self._writes(recorder, event, ttl, source)
         writes = pack(recorder.commands)
         try:
-            fresh = bool(self.store_if_new(keys=[key, stats], args=[event.to_json(), ttl, repeats, *writes]))
+            args = [event.to_json(), ttl, repeats, activity.STATS_TTL, *writes]
+            fresh = bool(self.store_if_new(keys=[key, stats], args=args))
         except redis.ResponseError as exc:
             self.repeats += repeats
             if not is_outage(exc):

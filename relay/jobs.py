@@ -159,7 +159,9 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
 
 
 def _waited(job: rq.job.Job) -> bool:
-    """Whether the job sat in the queue for a while: others are likely queued behind it."""
+    """Whether the job sat in the queue for a while: others are likely queued behind it. (The
+    web's clock wrote ``enqueued_at``: a skew between hosts only makes batches likelier or
+    rarer, never wrong.)"""
     enqueued = job.enqueued_at
     if enqueued is None:
         return False
