@@ -320,6 +320,7 @@ def delivery_round(processes: Processes, receiver: Receiver, connection: redis.R
     figures["web_rss"] = max(peak_rss_mb(pid) for pid in children(web.pid))
     figures["worker_rss"] = max(peak_rss_mb(worker.pid) for worker in workers)
     processes.stop([*workers, web])
+    receiver.reset()  # the poster meets the receiver as the burst did
     poster = subprocess.run([sys.executable, str(ROOT / "bench" / "poster.py"), receiver.base, str(BURST)],
                             capture_output=True, text=True, check=True, cwd=ROOT)  # fmt: skip
     figures["poster"] = json.loads(poster.stdout.strip().splitlines()[-1])["callbacks_per_s"]
