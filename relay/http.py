@@ -199,11 +199,6 @@ class Client:
                 self.proxied[proxy] = self._manager(urllib3.ProxyManager(proxy, **self.options))
             return self.proxied[proxy]
 
-    def clear(self) -> None:
-        self.direct.clear()
-        for manager in self.proxied.values():
-            manager.clear()
-
 
 def post(
     client: Client,

@@ -191,14 +191,13 @@ class Batches:
 
     BACKLOG_SECONDS = 0.02
     MAX = 16
+    PREFIX = "relay:batch:"
 
     def __init__(self, queue: rq.Queue) -> None:
         self.queue = queue
         self.script = queue.connection.register_script(_CLAIM)
         # A script, not a DEL, so that the bench counts the relay's round trips as its Lua steps.
         self.drop = queue.connection.register_script("return redis.call('DEL', KEYS[1])")
-
-    PREFIX = "relay:batch:"
 
     @classmethod
     def key(cls, job_id: str) -> str:
@@ -208,8 +207,8 @@ class Batches:
         """Up to ``count`` queued first attempts, now this job's; a job run again (``count`` 0 is
         enough) gets what it had taken before."""
         keys = [self.queue.key, self.key(job_id)]
-        args = [Job.redis_job_namespace_prefix, max(0, min(count, self.MAX)), FAILURE_TTL, BATCH_FIELD, self.PREFIX]
-        args.append(CRASH_RETRY.max)
+        count = max(0, min(count, self.MAX))
+        args = [Job.redis_job_namespace_prefix, count, FAILURE_TTL, BATCH_FIELD, self.PREFIX, CRASH_RETRY.max]
         return [tuple(orjson.loads(spec)) for spec in self.script(keys=keys, args=args)]
 
     def release(self, job_id: str) -> None:

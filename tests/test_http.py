@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import trustme
 
 from relay import http
 
 
 class _Server:
-    """A local HTTP server noting each request's path and the client's port (its connection)."""
+    """A local HTTP server noting each request's path and the client's port (its connection);
+    HTTPS with ``tls`` (an ssl.SSLContext)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         seen: list[tuple[str, int]] = []
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,7 +34,9 @@ class _Server:
         self.seen = seen
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"http{'s' if tls else ''}://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -70,3 +75,17 @@ def test_a_refused_connection_says_so_without_the_url() -> None:
         http.post(http.Client(), "http://127.0.0.1:9/secret-path", b"{}", {}, 5)
     assert failed.value.kind == "ConnectionError" and not failed.value.timeout
     assert "secret-path" not in str(failed.value)
+
+
+def test_a_certificate_no_trusted_authority_signed_is_refused() -> None:
+    """Webhook URLs are secrets: never sent to a host whose certificate does not verify."""
+    ca = trustme.CA()  # not in certifi's bundle
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    server = _Server(tls=context)
+    try:
+        with pytest.raises(http.PostFailed) as failed:
+            http.post(http.Client(), server.url + "/secret-path", b"{}", {}, 5)
+        assert failed.value.kind == "SSLError" and server.seen == []
+    finally:
+        server.close()
