@@ -106,8 +106,8 @@ class Ingest:
         if targets:
             pipe.hset(deliveries_key(event.id), mapping=dict.fromkeys(targets, QUEUED_STATE))
             pipe.expire(deliveries_key(event.id), ttl)
-            for command in dispatch_writes(self.queue, event.id, targets):  # RQ's enqueue, built directly
-                pipe.commands.append(command)
+            # RQ's enqueue, built directly
+            pipe.commands.extend(dispatch_writes(self.queue, event.id, targets, event.task_id))
         # A result, by callback or by poll, ends the task's watch (a music task's progress does not).
         if event.type not in PROGRESS_TYPES:
             pipe.zrem(WATCHLIST, event.task_id)

@@ -142,13 +142,13 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
         return "; ".join(f"{target}: {deliver(event_id, target, attempt, force, event, booked)}" for target in targets)
     started = [rt.pool.submit(_deliver_in_thread, event_id, target, attempt, force, booked) for target in targets]
     job = rq.get_current_job()
-    taken: list[tuple[str, list[str]]] = []
+    taken: list[tuple[str, list[str], str]] = []
     if job is not None:
         rerun = job.retries_left is not None and job.retries_left < CRASH_RETRY.max
         room = Batches.MAX if _waited(job) else 0
         if rerun or room > 0:
             taken = OUTAGE.call(lambda: rt.batches.claim(job.id, room))
-    for other, its_targets in taken:
+    for other, its_targets, _task in taken:
         started += [rt.pool.submit(_deliver_in_thread, other, target, 1, False, False) for target in its_targets]
     for begun in started:
         begun.wait(lock_seconds(rt.settings))

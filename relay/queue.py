@@ -34,8 +34,8 @@ DISPATCH = "relay.jobs.dispatch"
 # job itself, on its own schedule.
 CRASH_RETRY = Retry(max=5, interval=[0, 10, 30, 60, 120])
 FAILURE_TTL = 7 * 86400
-# A first attempt built by the door carries its (event id, targets) here, so that a running job
-# can take it along (Batches); RQ ignores fields it does not know.
+# A first attempt built by the door carries [event id, targets, task id] here, so that a running
+# job can take it along (Batches); RQ ignores fields it does not know.
 BATCH_FIELD = "relay_batch"
 
 # Moves due jobs from the scheduled registry to the queue. ZREM decides: of several workers
@@ -99,7 +99,7 @@ def enqueue_delivery(
     return job
 
 
-def dispatch_writes(queue: rq.Queue, event_id: str, targets: list[str]) -> list[tuple]:
+def dispatch_writes(queue: rq.Queue, event_id: str, targets: list[str], task_id: str = "") -> list[tuple]:
     """The Redis writes of ``enqueue_delivery(queue, event_id, targets)`` (a first attempt, due
     now), built directly: what RQ's ``enqueue_call`` writes for the pinned RQ, at a fraction of
     its cost on the door's hot path, plus :data:`BATCH_FIELD`. ``tests/test_queue.py`` compares
@@ -116,7 +116,7 @@ def dispatch_writes(queue: rq.Queue, event_id: str, targets: list[str]) -> list[
         "retries_left", CRASH_RETRY.max, "retry_intervals", _RETRY_INTERVALS, "origin", queue.name,
         "description", f"deliver {event_id} to {', '.join(targets)} (attempt 1)", "enqueued_at", stamp,
         "timeout", queue._default_timeout, "result_ttl", 0, "failure_ttl", FAILURE_TTL, "status", "queued",
-        BATCH_FIELD, orjson.dumps([event_id, targets]),
+        BATCH_FIELD, orjson.dumps([event_id, targets, task_id]),
     )  # fmt: skip
     return [
         ("SADD", queue.redis_queues_keys, queue.key),
@@ -155,13 +155,17 @@ class DueJobs:
         return int(self.script(keys=keys, args=[Job.redis_job_namespace_prefix, stamp]))
 
 
-# Takes up to ARGV[2] first attempts from the head of the queue for the running job KEYS[2]: their
-# job hashes are deleted and their (event id, targets) kept under the running job's key, so that if
-# its worker dies, RQ runs the job again (abandoned-job retry) and the job finds them there. A job
-# run again takes nothing new: it returns what it had taken.
+# Takes up to ARGV[2] first attempts from the head of the queue for the running job ARGV[7]: their
+# job hashes are deleted and their specs kept under the running job's key KEYS[2], so that if its
+# worker dies, RQ runs the job again (abandoned-job retry) and the job finds them there. A job run
+# again takes nothing new: it returns what it had taken. One event per task: a task's later event
+# (a song's next stage) stays behind, a job of its own, so that it starts after the earlier one.
 _CLAIM = """
 local held = redis.call('LRANGE', KEYS[2], 0, -1)
 if #held > 0 or tonumber(ARGV[2]) <= 0 then return held end
+local tasks = {}
+local own = redis.call('HGET', ARGV[1] .. ARGV[7], ARGV[4])
+if own then tasks[cjson.decode(own)[3]] = true end
 local ids = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 local taken = {}
 for _, id in ipairs(ids) do
@@ -169,6 +173,9 @@ for _, id in ipairs(ids) do
   -- never a job that ran before (it may hold a batch of its own): it runs as itself
   if not spec or redis.call('HGET', ARGV[1] .. id, 'retries_left') ~= ARGV[6]
      or redis.call('EXISTS', ARGV[5] .. id) == 1 then break end
+  local task = cjson.decode(spec)[3]
+  if tasks[task] then break end
+  tasks[task] = true
   taken[#taken + 1] = spec
   redis.call('DEL', ARGV[1] .. id)
 end
@@ -186,7 +193,8 @@ class Batches:
 
     Only first attempts the door queued and no worker has run yet are taken (retries, paced
     messages, replays, polls and a job run again after a crash stay jobs of their own), only from
-    the head of the queue (order kept), and only by a job that waited in the queue
+    the head of the queue (order kept), one event per task (a task's stages start in the order
+    they came), and only by a job that waited in the queue
     (:data:`BACKLOG_SECONDS`): an idle relay pays no extra round trip."""
 
     BACKLOG_SECONDS = 0.02
@@ -203,12 +211,12 @@ class Batches:
     def key(cls, job_id: str) -> str:
         return cls.PREFIX + job_id
 
-    def claim(self, job_id: str, count: int) -> list[tuple[str, list[str]]]:
+    def claim(self, job_id: str, count: int) -> list[tuple[str, list[str], str]]:
         """Up to ``count`` queued first attempts, now this job's; a job run again (``count`` 0 is
         enough) gets what it had taken before."""
         keys = [self.queue.key, self.key(job_id)]
         count = max(0, min(count, self.MAX))
-        args = [Job.redis_job_namespace_prefix, count, FAILURE_TTL, BATCH_FIELD, self.PREFIX, CRASH_RETRY.max]
+        args = [Job.redis_job_namespace_prefix, count, FAILURE_TTL, BATCH_FIELD, self.PREFIX, CRASH_RETRY.max, job_id]
         return [tuple(orjson.loads(spec)) for spec in self.script(keys=keys, args=args)]
 
     def release(self, job_id: str) -> None:

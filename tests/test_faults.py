@@ -562,7 +562,7 @@ def test_20_a_batch_held_by_a_dead_worker_is_delivered_once(make_stack) -> None:
     dead.prepare_execution(job)
     dead.prepare_job_execution(job)
     taken = Batches(queue).claim(job.id, 5)
-    assert [event for event, _ in taken] == [event_id(task, "complete") for task in tasks[1:6]]
+    assert [(event, task) for event, _, task in taken] == [(event_id(task, "complete"), task) for task in tasks[1:6]]
     assert stack.redis.llen(queue.key) == 2  # the last two are still jobs of their own
     # Long dead: its execution's heartbeat ran out.
     started_key = queue.started_job_registry.key
