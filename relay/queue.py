@@ -1,5 +1,5 @@
-"""The delivery queue: RQ jobs that carry ids only (an event id and target names), never a URL
-or a secret. One job per event hands its targets to the worker's delivery threads; a retry is a
+"""The delivery queue: RQ jobs that carry ids only (an event id, target names, a task id), never
+a URL or a secret. One job per event hands its targets to the worker's delivery threads; a retry is a
 job for one target.
 
 When deliveries queue up (a burst), one job takes several events' first attempts along
@@ -7,7 +7,7 @@ When deliveries queue up (a burst), one job takes several events' first attempts
 them.
 
 Jobs due later go to RQ's scheduled-job registry with their exact time (RQ itself keeps whole
-seconds), and every worker moves due jobs onto the queue (:func:`enqueue_due`), a few times a
+seconds), and every worker moves due jobs onto the queue (:class:`DueJobs`), a few times a
 second: there is no scheduler process to lose, and a retry or a paced message runs on time as
 long as Redis and one worker are up.
 """
