@@ -330,7 +330,7 @@ def delivery_round(processes: Processes, receiver: Receiver, connection: redis.R
     web, port = processes.web()
     workers = processes.workers(WORKERS)
     time.sleep(1.5)
-    slowed = end_to_end(receiver, port, f"{prefix}slow-", 40, ["/slack", "/discord"], 0.25)
+    slowed = end_to_end(receiver, port, f"{prefix}slow-", 80, ["/slack", "/discord"], 0.125)
     figures["slow_p99"] = percentile(slowed, 99)
     processes.stop([*workers, web])
     return figures
