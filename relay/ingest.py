@@ -49,9 +49,9 @@ class Ingest:
     all of them or none (the caller then answers 503 and Suno retries), and of concurrent
     identical callbacks exactly one wins. The writes are recorded (:class:`relay.scripts.Recorder`)
     and replayed inside the script; the job's are RQ's, built directly (``dispatch_writes``). A
-    new event costs one round trip; a repeat too, unless this process saw Redis confirm that event id in the last
-    :data:`CONFIRMED_FOR` seconds: then it is answered from memory (bounded to
-    :data:`CONFIRMED_MAX` ids). After a manual flush of Redis, such a repeat is still answered
+    new event costs one round trip; a repeat too, unless this process saw Redis confirm that
+    event id in the last :data:`CONFIRMED_FOR` seconds: then it is answered from memory (bounded
+    to :data:`CONFIRMED_MAX` ids). After a manual flush of Redis, such a repeat is still answered
     "duplicate" for up to a minute by a process that had confirmed it.
     """
 
@@ -99,6 +99,7 @@ class Ingest:
             self.confirmed.pop(next(iter(self.confirmed)))
 
     def _writes(self, pipe: Recorder, event: Event, ttl: int, source: str) -> None:
+        """The writes of a new event, on ``pipe`` (a recorder: nothing is sent)."""
         targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]
         activity.received(pipe, event.id, event.task_id, source, targets, ttl)
         pipe.sadd(task_key(event.task_id), event.id)
