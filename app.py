@@ -25,18 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from relay.dev import ROOT, RedisServer, RunLock, data_dir, procfile, redis_location, wait_for_port
+from relay.connection import redis_location
+from relay.dev import ROOT, DataDirError, RedisServer, RunLock, data_dir, procfile, wait_for_port
 
 SAMPLE = ROOT / "examples" / "lyrics-complete.json"
 CONFIG_ERROR = 2
-# What a failed connection says → what the user is told.
-_REDIS_PROBLEMS = {
-    "refused": "connection refused",
-    "timed out": "timed out",
-    "name or service": "unknown host",
-    "auth": "authentication failed",
-    "certificate": "TLS certificate rejected: see REDIS_TLS_VERIFY",
-}
 
 
 def callback_token(folder: Path) -> str:
@@ -81,11 +74,12 @@ def main() -> int:
 
 
 def run(env: dict[str, str], folder: Path, lock: RunLock) -> int:
-    from relay.config import ConfigError, Settings
+    from relay.config import ConfigError, Settings, check_port
 
     try:
         settings = Settings.from_env(env)
         settings.require_auth()
+        check_port(env)
     except ConfigError as exc:
         return fail(f"configuration error: {exc}")
     redis_server = None
@@ -94,7 +88,10 @@ def run(env: dict[str, str], folder: Path, lock: RunLock) -> int:
         if problem:
             return fail(problem)
     else:
-        redis_server = RedisServer(folder / "redis").start()
+        try:
+            redis_server = RedisServer(folder / "redis").start()
+        except DataDirError as exc:
+            return fail(str(exc))
         env["REDIS_URL"] = redis_server.url
     lock.update({"pid": os.getpid(), "port": env["PORT"], "redis_url": env["REDIS_URL"]})
     try:
@@ -108,14 +105,12 @@ def run(env: dict[str, str], folder: Path, lock: RunLock) -> int:
 def _unreachable(settings) -> str:  # type: ignore[no-untyped-def]
     import redis
 
-    from relay.connection import connect
+    from relay.connection import connect, unreachable
 
     try:
         connect(settings, timeout=3.0).ping()
     except redis.RedisError as exc:
-        text = str(exc).lower()
-        reason = next((said for key, said in _REDIS_PROBLEMS.items() if key in text), type(exc).__name__)
-        return f"REDIS_URL: cannot connect to {redis_location(settings.redis_url)} ({reason})"
+        return unreachable(settings.redis_url, exc)
     return ""
 
 
@@ -128,6 +123,7 @@ def serve(env: dict[str, str], settings, redis_server: RedisServer | None) -> in
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    env["RELAY_WARNINGS_SHOWN"] = "1"  # the banner shows them once, for web and worker together
     # Own sessions: Ctrl-C reaches this script only, which then stops each process once, warmly.
     processes = {
         name: subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True) for name, argv in procfile().items()
@@ -159,6 +155,8 @@ def serve(env: dict[str, str], settings, redis_server: RedisServer | None) -> in
 
 
 def banner(env: dict[str, str], settings, redis_server: RedisServer | None) -> str:  # type: ignore[no-untyped-def]
+    from relay.config import startup_warnings
+
     where = (
         f"embedded Redis on {redis_location(env['REDIS_URL'])}, data in {redis_server.data_dir}"
         if redis_server
@@ -166,7 +164,11 @@ def banner(env: dict[str, str], settings, redis_server: RedisServer | None) -> s
     )
     targets = ", ".join(f"{spec.name} ({spec.kind})" for spec in settings.targets)
     lines = [f"\nsuno-relay is running: web on port {env['PORT']}, a worker, {where}.", f"  targets: {targets}"]
-    lines += [f"  warning: {warning}" for warning in settings.url_warnings()]
+    lines += [f"  warning: {warning}" for warning in startup_warnings(settings, env, terminal=sys.stderr.isatty())]
+    if settings.dashboard_user and settings.dashboard_password:
+        lines.append(f"  operator page: http://localhost:{env['PORT']}/ui (RELAY_DASHBOARD_USER and its password)")
+    else:
+        lines.append("  operator page: off (set RELAY_DASHBOARD_USER and RELAY_DASHBOARD_PASSWORD to turn it on)")
     if settings.mode == "poll":
         lines += [
             "\nPoll mode: submit a task and the relay polls the provider for its result. In another terminal:",

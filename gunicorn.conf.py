@@ -13,16 +13,25 @@ import tempfile  # noqa: E402
 
 
 def _check_configuration() -> None:
-    """Check the configuration before gunicorn says anything: one line naming the variable, exit 2."""
-    from relay.config import ConfigError, Settings
+    """Check the configuration and the port before gunicorn says anything: one line naming the
+    variable, exit 2. Then the start-up warnings, once for the process (this file is read by
+    gunicorn's master only, not by each worker)."""
+    from relay.config import ConfigError, Settings, check_port, startup_warnings
 
     try:
-        Settings.from_env().require_auth()
+        settings = Settings.from_env()
+        settings.require_auth()
+        check_port(os.environ)
     except ConfigError as exc:
         if _metrics_dir:
             shutil.rmtree(_metrics_dir, ignore_errors=True)
         sys.stderr.write(f"suno-relay: configuration error: {exc}\n")
         sys.exit(2)
+    if os.environ.get("RELAY_WARNINGS_SHOWN") != "1":  # make run's banner printed them
+        from relay.logs import warn_at_start
+
+        warnings = startup_warnings(settings, os.environ, terminal=sys.stderr.isatty())
+        warn_at_start("relay.web", warnings, settings.log_level, settings.log_format)
 
 
 # prometheus_client's multiprocess mode: every gunicorn worker writes its metrics to files here,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__version__ = "1.0.0"
+
 import json
 import logging
 from dataclasses import dataclass
@@ -51,9 +53,11 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app = Flask(__name__)
     # `//callbacks/…` is a 404, not a redirect whose Location would repeat the ?token=….
     app.url_map.merge_slashes = False
-    # Behind the platform's router: trust its X-Forwarded-For / -Proto / -Host, one hop only, so
-    # logged client addresses and generated URLs are right and a client cannot spoof them.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # X-Forwarded-For / -Proto / -Host are believed for RELAY_TRUSTED_PROXIES hops only (the
+    # platform's router): with none in front, a client could otherwise choose its logged address.
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["relay"] = Relay(
@@ -67,7 +71,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     )
 
     from relay.ui import bp as ui
-    from relay.web import BodyTooLarge, bp, error
+    from relay.web import BodyTooLarge, bp, count_rejected, error
 
     app.register_blueprint(bp)
     app.register_blueprint(ui)
@@ -76,6 +80,9 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     @app.errorhandler(BodyTooLarge)
     def too_large(_exc: Exception) -> Any:
         CALLBACKS.labels("too_large").inc()
+        if request.path.startswith("/callbacks/"):
+            count_rejected()
+            log.warning("rejected", extra={"reason": "body too large", "client": request.remote_addr})
         response = error(413, f"body is larger than RELAY_MAX_BODY_BYTES ({settings.max_body_bytes} bytes)")
         response.headers["Connection"] = "close"  # the rest of the body is not read
         return response

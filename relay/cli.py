@@ -11,17 +11,54 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import click
+import redis
 
-from relay.config import ConfigError, Settings
-from relay.connection import connect
-from relay.dev import RunLock, data_dir, redis_location
-from relay.logs import configure_logging
+from relay import __version__
+from relay.config import ConfigError, Settings, startup_warnings
+from relay.connection import connect, redis_location, unreachable
+from relay.dev import RunLock, data_dir
+from relay.logs import configure_logging, warn_at_start
 
 CONFIG_ERROR = 2
+
+
+def config_error(message: str) -> None:
+    """One line naming the variable, exit status 2: the rule for every configuration error."""
+    click.echo(f"suno-relay: configuration error: {message}", err=True)
+    sys.exit(CONFIG_ERROR)
+
+
+def relay_command() -> str:
+    """How to run this program again, as the user can type it: ``python -m relay`` where that
+    ``python`` is this one (a platform), else this interpreter's path (``.venv/bin/python``)."""
+    executable = Path(sys.executable).absolute()
+    found = shutil.which("python")
+    if found and Path(found).absolute() == executable:
+        return "python -m relay"
+    try:
+        return f"{executable.relative_to(Path.cwd())} -m relay"
+    except ValueError:
+        return f"{executable} -m relay"
+
+
+class RelayGroup(click.Group):
+    """A Redis that cannot be reached is one line naming REDIS_URL and exit status 2, whichever
+    command met it (never a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except redis.RedisError as exc:
+            settings = ctx.meta.get("relay.settings")
+            click.echo(f"suno-relay: {unreachable(settings.redis_url if settings else '', exc)}", err=True)
+            sys.exit(CONFIG_ERROR)
 
 
 def load_settings() -> Settings:
@@ -34,10 +71,13 @@ def load_settings() -> Settings:
             if not environ.get("RELAY_CALLBACK_TOKEN") and token_file.exists():
                 environ["RELAY_CALLBACK_TOKEN"] = token_file.read_text().strip()
     try:
-        return Settings.from_env(environ)
+        settings = Settings.from_env(environ)
     except ConfigError as exc:
-        click.echo(f"suno-relay: configuration error: {exc}", err=True)
-        sys.exit(CONFIG_ERROR)
+        config_error(str(exc))
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.find_root().meta["relay.settings"] = settings
+    return settings
 
 
 def redis_used(settings: Settings) -> str:
@@ -46,7 +86,8 @@ def redis_used(settings: Settings) -> str:
     return redis_location(settings.redis_url) + (", make run's embedded Redis" if embedded else "")
 
 
-@click.group()
+@click.group(cls=RelayGroup)
+@click.version_option(__version__, prog_name="suno-relay", message="%(prog)s %(version)s")
 def cli() -> None:
     """suno-relay: Suno callbacks (lyrics, songs, files) to team chats and signed webhooks."""
 
@@ -55,7 +96,6 @@ def cli() -> None:
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty (tests, one-off drains).")
 def worker(burst: bool) -> None:
     """Run an RQ worker that delivers events (the Procfile's `worker`)."""
-    import logging
 
     from relay import jobs
     from relay.outage import OUTAGE
@@ -64,8 +104,9 @@ def worker(burst: bool) -> None:
 
     settings = load_settings()
     rq_level = configure_logging(settings.log_level, settings.log_format)
-    for warning in settings.url_warnings():
-        logging.getLogger("relay.worker").warning(warning)
+    if os.environ.get("RELAY_WARNINGS_SHOWN") != "1":  # make run's banner printed them
+        warnings = startup_warnings(settings, os.environ, terminal=sys.stderr.isatty())
+        warn_at_start("relay.worker", warnings, settings.log_level, settings.log_format)
     connection, rq_connection = worker_connections(settings)
     OUTAGE.wait_for(connection)  # a worker started before Redis (or with a TLS problem) waits
     runtime = jobs.configure(settings, connection, threads=settings.worker_threads)
@@ -242,14 +283,14 @@ def submit(prompt: str, music: bool) -> None:
 
     settings = load_settings()
     if not settings.suno_api_key:
-        raise click.ClickException("SUNO_API_KEY is not set: submitting needs it")
+        config_error("SUNO_API_KEY is not set: submitting needs it")
     runtime = jobs.configure(settings, connect(settings))
     kind = "music" if music else "lyrics"
     try:
         task_id = submit_task(settings, runtime.suno, runtime.watchlist, prompt, kind)
     except SubmitError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"submitted: {kind} task {task_id}; watching it (status: python -m relay status {task_id})")
+    click.echo(f"submitted: {kind} task {task_id}; watching it (status: {relay_command()} status {task_id})")
 
 
 @cli.command()
@@ -261,7 +302,7 @@ def watch(task_id: str, kind: str) -> None:
 
     settings = load_settings()
     if not settings.suno_api_key:
-        raise click.ClickException("SUNO_API_KEY is not set: polling needs it")
+        config_error("SUNO_API_KEY is not set: polling needs it")
     runtime = jobs.configure(settings, connect(settings))
     runtime.watchlist.add(task_id, 0, settings.poll_deadline, kind)
     every = f"every {settings.poll_interval:g}s, for up to {settings.poll_deadline:g}s"
@@ -283,7 +324,7 @@ def check(send_test: bool) -> None:
 
     settings = load_settings()
     click.echo("configuration: ok")
-    for warning in settings.url_warnings():
+    for warning in startup_warnings(settings, os.environ, terminal=False):
         click.echo(f"  warning: {warning}")
     failed = False
     for spec in settings.targets:
@@ -336,7 +377,7 @@ def example(failed: bool, url: str | None) -> None:
         raise click.ClickException(f"cannot reach the relay at {base} ({type(exc).__name__}): is it running?") from None
     if response.status_code != 200:
         raise click.ClickException(f"the relay answered {response.status_code}: {response.text[:200]}")
-    click.echo(f"sent example task {task_id}: {response.json()['status']} (status: python -m relay status {task_id})")
+    click.echo(f"sent example task {task_id}: {response.json()['status']} (status: {relay_command()} status {task_id})")
 
 
 def _send_test_messages(settings: Settings) -> bool:

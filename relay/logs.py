@@ -103,3 +103,12 @@ def configure_logging(level: str = "INFO", log_format: str | None = None) -> str
         logger.setLevel(rq_level if name.startswith("rq.") else level)
         logger.propagate = False
     return rq_level
+
+
+def warn_at_start(logger: str, warnings: list[str], level: str = "INFO", log_format: str | None = None) -> None:
+    """The start-up warnings of a process, one log line each, in the relay's format."""
+    if not warnings:
+        return
+    configure_logging(level, log_format)
+    for warning in warnings:
+        logging.getLogger(logger).warning(warning)

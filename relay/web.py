@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import orjson
 import redis
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, redirect, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from relay import activity
@@ -78,14 +78,14 @@ def suno_callback(kind: str) -> Response:
     started = time.perf_counter()
     if not _authorised():
         CALLBACKS.labels("unauthorized").inc()
-        _count_rejected()
+        count_rejected()
         log.warning("rejected", extra={"reason": "missing or wrong token", "client": request.remote_addr})
         return error(401, "missing or wrong token: pass ?token=<RELAY_CALLBACK_TOKEN> or an X-Relay-Token header")
     try:
         event = normaliser(parse_json(read_body()))
     except PayloadError as exc:
         CALLBACKS.labels("invalid").inc()
-        _count_rejected()
+        count_rejected()
         log.warning("rejected", extra={"reason": str(exc), "client": request.remote_addr})
         return error(400, str(exc))
     relay = current_app.extensions["relay"]
@@ -93,6 +93,7 @@ def suno_callback(kind: str) -> Response:
         problem = signature_problem(relay.settings.suno_hmac_key, event.task_id, request.headers)
         if problem:
             CALLBACKS.labels("bad_signature").inc()
+            count_rejected()
             log.warning("rejected", extra={"reason": problem, "task_id": event.task_id})
             return error(401, problem)
     try:
@@ -112,7 +113,7 @@ def suno_callback(kind: str) -> Response:
     return Response(body, mimetype="application/json")
 
 
-def _count_rejected() -> None:
+def count_rejected() -> None:
     """For the operator's page; a Redis that is away must not turn a 4xx into a 503."""
     with contextlib.suppress(redis.RedisError):
         activity.count(current_app.extensions["relay"].redis, "rejected")
@@ -193,6 +194,20 @@ def metrics() -> Response:
     except redis.RedisError:
         return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/")
+def index() -> Response:
+    """Where to go from the bare URL: the operator's page when it is on, else how to turn it on."""
+    settings = current_app.extensions["relay"].settings
+    if settings.dashboard_user and settings.dashboard_password:
+        return redirect("/ui", code=302)
+    return jsonify(
+        service="suno-relay",
+        page="off: set RELAY_DASHBOARD_USER and RELAY_DASHBOARD_PASSWORD to turn on the operator's page at /ui",
+        callbacks="/callbacks/suno/<kind>?token=<RELAY_CALLBACK_TOKEN>",
+        health="/healthz",
+    )
 
 
 @bp.get("/healthz")

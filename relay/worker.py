@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +89,13 @@ class RelayWorker(SimpleWorker):
             OUTAGE.down(exc)
             OUTAGE.call(lambda: queue.enqueue_job(job))
             log.warning("job queued again after a redis outage", extra={"job_id": job.id})
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        """RQ's logs an ERROR every 2 s while Redis is away; the outage's two lines say it all."""
+        if not isinstance(exc, redis.ConnectionError):
+            return super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+        OUTAGE.down(exc)
+        time.sleep(2.0)
 
     def check_for_suspension(self, burst: bool) -> None:
         OUTAGE.call(lambda: super(RelayWorker, self).check_for_suspension(burst))

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from relay.config import Settings
-from relay.dev import RedisServer
+from relay.dev import RedisServer, free_port
 from tests.support import Receiver
 
 TOKEN = "test-token-0123456789abcdef"
@@ -65,3 +65,13 @@ def receivers() -> Iterator[Callable[..., Receiver]]:
 @pytest.fixture
 def sample() -> dict:
     return copy.deepcopy(json.loads((EXAMPLES / "lyrics-complete.json").read_text()))
+
+
+@pytest.fixture
+def user_env(tmp_path) -> dict[str, str]:
+    """The environment of a new user's shell: none of the relay's variables, a data folder and
+    a port of the test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "RELAY_", "SLACK_", "DISCORD_"))}
+    env.update(RELAY_DATA_DIR=str(tmp_path / "data"), PORT=str(free_port()), TERM="xterm")
+    env.pop("LOG_FORMAT", None)
+    return env

@@ -85,14 +85,6 @@ def leftovers(marker: str) -> list[str]:
     return found
 
 
-@pytest.fixture
-def user_env(tmp_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "RELAY_", "SLACK_", "DISCORD_"))}
-    env.update(RELAY_DATA_DIR=str(tmp_path / "data"), PORT=str(free_port()), TERM="xterm")
-    env.pop("LOG_FORMAT", None)
-    return env
-
-
 def operator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """`.venv/bin/python -m relay …` from another terminal: no REDIS_URL, no token in its env."""
     return subprocess.run([PYTHON, "-m", "relay", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -166,11 +166,19 @@ def test_readyz_ok_when_redis_answers_and_warns_without_worker(client) -> None:
 
 
 def test_behind_one_proxy_hop(make_settings, redis_conn, sample, capsys) -> None:
-    client = create_app(make_settings()).test_client()
+    client = create_app(make_settings(RELAY_TRUSTED_PROXIES="1")).test_client()
     headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.9", "X-Forwarded-Proto": "https"}
     assert post(client, sample, headers=headers).status_code == 200
     [received] = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"received"' in line]
     assert received["client"] == "203.0.113.9"  # the router's hop, not what the client claimed
+
+
+def test_with_no_trusted_proxy_a_spoofed_forwarded_for_is_not_the_client(make_settings, redis_conn, sample, capsys):
+    client = create_app(make_settings()).test_client()  # RELAY_TRUSTED_PROXIES defaults to 0
+    headers = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"}
+    assert post(client, sample, headers=headers).status_code == 200
+    [received] = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"received"' in line]
+    assert received["client"] == "127.0.0.1"  # the connection's address, not what the header claims
 
 
 def test_failed_transaction_leaves_nothing_and_a_retry_succeeds(make_settings, sample) -> None:
