@@ -101,6 +101,11 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             return too_large(exc)
         return error(exc.code or 500, exc.description or exc.name)
 
+    @app.errorhandler(redis.RedisError)
+    def storage_unavailable(_exc: Exception) -> Any:
+        # Any route, the mounted dashboard's included: Redis away or hung is a 503, never a 500.
+        return error(503, "storage unavailable, retry later", **{"Retry-After": "30"})
+
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:
         log.exception("unexpected error")

@@ -97,6 +97,7 @@ VARIABLES = (
     Variable("RELAY_BACKOFF"),
     Variable("RELAY_QUEUE"),
     Variable("RELAY_WORKER_THREADS"),
+    Variable("RELAY_RECONCILE_AFTER"),
     Variable("SUNO_API_KEY", deploy=True, secret=True),
     Variable("SUNO_API_BASE"),
     Variable("SUNO_WEBHOOK_HMAC_KEY", deploy=True, secret=True),
@@ -243,6 +244,7 @@ class Settings:
     metrics_token: str = field(default="", repr=False)
     dashboard_user: str = ""
     worker_threads: int = 16
+    reconcile_after: float = 60.0  # a pending delivery this long past due with no job is queued again
     dashboard_password: str = field(default="", repr=False)
     trusted_proxies: int = 0  # X-Forwarded-* hops trusted: 0 unless a proxy is in front
 
@@ -296,6 +298,7 @@ class Settings:
             metrics_token=env.get("RELAY_METRICS_TOKEN", "").strip(),
             dashboard_user=env.get("RELAY_DASHBOARD_USER", "").strip(),
             worker_threads=int(reader.number("RELAY_WORKER_THREADS", cls.worker_threads, minimum=1)),
+            reconcile_after=reader.duration("RELAY_RECONCILE_AFTER", cls.reconcile_after, minimum=1),
             dashboard_password=env.get("RELAY_DASHBOARD_PASSWORD", "").strip(),
             trusted_proxies=int(reader.number("RELAY_TRUSTED_PROXIES", 0, minimum=0)),
         )

@@ -15,6 +15,24 @@ from flask import Flask, Response, request
 from relay.config import Settings
 
 PREFIX = "/rq"
+# rq-dashboard's routes that change state (empty a queue or registry, delete or requeue jobs,
+# compact): mounted read-only, every one is refused, whatever the method. Acknowledged work is
+# changed through the relay's own commands and page only (replay, discard), which keep its records.
+STATE_CHANGING = {
+    "rq_dashboard.delete_job_view",
+    "rq_dashboard.requeue_job_view",
+    "rq_dashboard.requeue_all",
+    "rq_dashboard.empty_queue",
+    "rq_dashboard.compact_queue",
+}
+# rq-dashboard's pages use inline script: no CSP beyond framing, but never framed, sniffed or cached.
+HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def dashboard_redis_url(settings: Settings) -> str:
@@ -51,11 +69,27 @@ def mount_dashboard(app: Flask, settings: Settings, connection: redis.Redis) -> 
     import rq_dashboard
     import rq_dashboard.web
 
+    def ours(path: str) -> bool:
+        return path == PREFIX or path.startswith(PREFIX + "/")
+
     @app.before_request
     def require_basic_auth() -> Response | None:
-        if request.path != PREFIX and not request.path.startswith(PREFIX + "/"):
+        if not ours(request.path):
             return None
-        return None if authenticated_user(settings) else challenge()
+        if not authenticated_user(settings):
+            return challenge()
+        if request.endpoint in STATE_CHANGING or request.method not in ("GET", "HEAD", "OPTIONS"):
+            body = json.dumps(
+                {"error": "the RQ dashboard is read-only here: use the relay's page (/ui) or `python -m relay replay`"}
+            )
+            return Response(body, 403, mimetype="application/json")
+        return None
+
+    @app.after_request
+    def dashboard_headers(response: Response) -> Response:
+        if ours(request.path):
+            response.headers.update(HEADERS)
+        return response
 
     app.config["RQ_DASHBOARD_REDIS_URL"] = (dashboard_redis_url(settings),)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)

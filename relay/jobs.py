@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from relay.ingest import Ingest
 from relay.outage import OUTAGE
 from relay.queue import CRASH_RETRY, Batches, delivery_queue, enqueue_delivery
 from relay.ratelimit import RateLimiter
-from relay.store import DEAD, Store
+from relay.store import DEAD, INFLIGHT, Store
 from relay.suno import Event
 from relay.suno_api import SunoClient
 from relay.targets import Target, build_targets
@@ -79,43 +80,109 @@ def configure(settings: Settings, connection: redis.Redis | None = None, threads
     global _runtime
     connection = connection or connect(settings)
     queue = delivery_queue(settings, connection)
+    targets = build_targets(settings)
     _runtime = Runtime(
         settings=settings,
         redis=connection,
         queue=queue,
         store=Store(connection, settings.dedup_ttl),
-        targets=build_targets(settings),
+        targets=targets,
         limiter=RateLimiter(connection),
         ingest=Ingest(settings, connection, queue),
         watchlist=Watchlist(connection, queue, settings.dedup_ttl),
         suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
         context=Context(settings, connection, queue),
         batches=Batches(queue),
-        pool=DeliveryPool(threads) if threads else None,
+        pool=DeliveryPool(threads, len(targets), connection, lock_seconds(settings)) if threads else None,
     )
     return _runtime
 
 
 class DeliveryPool:
     """The worker's delivery threads. Posting is waiting on the network, so one worker process
-    keeps many deliveries under way, and a slow target holds one thread, not the worker."""
+    keeps many deliveries under way, and a slow target holds one thread, not the worker.
 
-    def __init__(self, size: int) -> None:
+    A bulkhead: each target has at most ``per_target`` of the threads (``max(2, size / targets)``).
+    A delivery past its target's share waits in memory, holding no thread, and starts on the
+    thread its target's previous delivery frees; meanwhile it holds a lease in ``relay:inflight``
+    (renewed by the sweeper through :meth:`renew`), so that if this worker dies the sweeper of
+    another hands it on. The dispatching job waits for a free thread only for a delivery that can
+    start now (back-pressure: work stays in Redis while every thread is busy)."""
+
+    def __init__(self, size: int, targets: int = 1, redis: redis.Redis | None = None, lease: float = 60.0) -> None:
+        self.size = size
+        self.per_target = max(2, size // max(1, targets))
         self.slots = threading.BoundedSemaphore(size)
         self.executor = ThreadPoolExecutor(size, thread_name_prefix="delivery")
+        self.lock = threading.Lock()
+        self.running: dict[str, int] = {}
+        self.waiting: dict[str, deque[tuple[Callable[..., object], tuple[object, ...], str]]] = {}
+        self.redis, self.lease = redis, lease
+        self.stopping = False
 
-    def submit(self, function: Callable[..., object], *args: object) -> threading.Event:
-        """Run ``function(*args, begun)`` on a delivery thread; the returned event is set once the
-        delivery has begun (``begun()`` called) or the thread has ended."""
-        self.slots.acquire()  # back-pressure: the dispatching job waits for a free thread
+    def submit(self, target: str, member: str, function: Callable[..., object], *args: object) -> threading.Event:
+        """Run ``function(*args, begun)`` for ``target`` on a delivery thread, or hold it until
+        the target has a thread free. The returned event is set once the delivery has begun
+        (``begun()`` called), the thread has ended, or the delivery is held under its lease."""
         begun = threading.Event()
-        future = self.executor.submit(function, *args, begun.set)
-        future.add_done_callback(lambda _: (begun.set(), self.slots.release()))
+        with self.lock:
+            if self.running.get(target, 0) >= self.per_target:
+                queue = self.waiting.setdefault(target, deque())
+                if all(held != member for _f, _a, held in queue):  # the same delivery twice: once
+                    queue.append((function, args, member))
+                held = True
+            else:
+                self.running[target] = self.running.get(target, 0) + 1
+                held = False
+        if held:
+            if self.redis is not None:  # NX: never shorten the lock-bound mark of a delivery under way
+                self.redis.zadd(INFLIGHT, {member: time.time() + self.lease}, nx=True)
+            begun.set()
+            return begun
+        self.slots.acquire()  # back-pressure: the dispatching job waits for a free thread
+        self._start(target, function, args, begun)
         return begun
+
+    def _start(
+        self, target: str, function: Callable[..., object], args: tuple[object, ...], begun: threading.Event
+    ) -> None:
+        future = self.executor.submit(function, *args, begun.set)
+        future.add_done_callback(lambda _: (begun.set(), self._done(target)))
+
+    def _done(self, target: str) -> None:
+        """A thread of ``target`` is free: its next held delivery takes it, else it goes back."""
+        with self.lock:
+            queue = self.waiting.get(target)
+            follow = queue.popleft() if queue and not self.stopping else None
+            if follow is None:
+                self.running[target] -= 1
+        if follow is None:
+            self.slots.release()
+            return
+        function, args, _member = follow
+        self._start(target, function, args, threading.Event())
+
+    def held(self) -> list[str]:
+        with self.lock:
+            return [member for queue in self.waiting.values() for _f, _a, member in queue]
+
+    def renew(self) -> None:
+        """Extend the leases of the held deliveries (the sweeper's tick): XX, a delivery that
+        began meanwhile keeps its own mark."""
+        members = self.held()
+        if members and self.redis is not None:
+            until = time.time() + self.lease
+            self.redis.zadd(INFLIGHT, dict.fromkeys(members, until), xx=True, gt=True)
 
     def shutdown(self) -> None:
         """Let every delivery under way finish its message in flight (bounded by the POST
-        deadline) and hand the rest back."""
+        deadline), and hand the held ones and the rest back."""
+        with self.lock:
+            self.stopping = True
+            held = [item for queue in self.waiting.values() for item in queue]
+            self.waiting.clear()
+        for function, args, _member in held:
+            function(*args, lambda: None)  # shutting down: deliver() queues it again at once
         self.executor.shutdown(wait=True)
 
 
@@ -140,7 +207,11 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
     if rt.pool is None:  # inline (tests, one-off runs)
         event = rt.store.load_event(event_id)
         return "; ".join(f"{target}: {deliver(event_id, target, attempt, force, event, booked)}" for target in targets)
-    started = [rt.pool.submit(_deliver_in_thread, event_id, target, attempt, force, booked) for target in targets]
+    pool = rt.pool
+    started = [
+        pool.submit(target, f"{event_id}/{target}", _deliver_in_thread, event_id, target, attempt, force, booked)
+        for target in targets
+    ]
     job = rq.get_current_job()
     taken: list[tuple[str, list[str], str]] = []
     if job is not None:
@@ -149,7 +220,10 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
         if rerun or room > 0:
             taken = OUTAGE.call(lambda: rt.batches.claim(job.id, room))
     for other, its_targets, _task in taken:
-        started += [rt.pool.submit(_deliver_in_thread, other, target, 1, False, False) for target in its_targets]
+        started += [
+            pool.submit(target, f"{other}/{target}", _deliver_in_thread, other, target, 1, False, False)
+            for target in its_targets
+        ]
     for begun in started:
         begun.wait(lock_seconds(rt.settings))
     if taken:
@@ -214,7 +288,7 @@ def deliver(
 def _requeue(rt: Runtime, event_id: str, target: str, attempt: int, force: bool, booked: bool) -> None:
     with rt.redis.pipeline() as pipe:
         enqueue_delivery(rt.queue, event_id, [target], attempt=attempt, force=force, booked=booked, pipeline=pipe)
-        pipe.zrem("relay:inflight", f"{event_id}/{target}")
+        pipe.zrem(INFLIGHT, f"{event_id}/{target}")
         pipe.execute()
 
 

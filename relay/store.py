@@ -10,6 +10,8 @@
   the poster's lock runs out (see :mod:`relay.sweeper`).
 - ``relay:workers``               sorted set of worker names by their last heartbeat (seconds).
 - ``relay:worker-targets``        hash, worker name → the names of the targets it delivers to.
+- ``relay:reconcile``             held for a while by the worker that last looked for deliveries
+  whose job was lost (:mod:`relay.reconcile`).
 
 How a delivery moves through these keys is :mod:`relay.delivery`'s business.
 """
@@ -28,6 +30,7 @@ from relay.suno import Event, now_rfc3339
 DEAD_LETTERS = "relay:dead"
 INFLIGHT = "relay:inflight"
 WORKERS = "relay:workers"
+RECONCILE_LOCK = "relay:reconcile"  # held by the worker whose sweeper looks for lost jobs (relay.reconcile)
 WORKER_TARGETS = "relay:worker-targets"  # hash: worker name → its target names, comma-separated
 # A worker beats every second (relay.sweeper); one silent for longer than this is gone.
 WORKER_SILENCE = 10.0

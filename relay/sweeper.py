@@ -6,6 +6,9 @@ an entry past its time whose lock is gone was abandoned, and is queued again; th
 after the last message the target accepted. RQ's own abandoned-job handling (heartbeat expiry,
 about 70 s) stays as the second net, for a job killed before it started posting.
 
+Every half ``RELAY_RECONCILE_AFTER`` (at most 30 s) one worker's sweeper also queues again the
+pending deliveries whose job was lost altogether (:mod:`relay.reconcile`).
+
 The same thread, every worker's, moves due scheduled jobs onto the queue a few times a second
 (:class:`relay.queue.DueJobs`), records the worker's heartbeat (``relay:workers``, read by
 ``check`` and ``/readyz``), and queues a poll for any watched task whose poll job was lost (see
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import redis
 import rq
@@ -24,6 +28,7 @@ import rq
 from relay import activity
 from relay.outage import OUTAGE, is_outage
 from relay.queue import DueJobs, enqueue_delivery
+from relay.reconcile import due_to_run, reconcile
 from relay.store import DEAD, Store
 from relay.watch import Watchlist
 
@@ -69,16 +74,22 @@ class Sweeper(threading.Thread):
         worker_name: str,
         interval: float = SWEEP_INTERVAL,
         targets: list[str] | None = None,
+        reconcile_after: float = 60.0,
+        leases: Any = None,
     ) -> None:
         super().__init__(name="relay-sweeper", daemon=True)
         self.store, self.queue, self.watchlist = store, queue, watchlist
         self.poll_interval, self.interval, self.worker_name = poll_interval, interval, worker_name
         self.due = DueJobs(queue)
         self.targets = targets or []
+        self.reconcile_after = reconcile_after
+        self.leases = leases  # the delivery pool: its held deliveries' leases are renewed here
+        self.reconcile_every = min(30.0, reconcile_after / 2)  # a loss is seen within 1.5 × RELAY_RECONCILE_AFTER
         self.stopped = threading.Event()
 
     def run(self) -> None:
         next_sweep = next_beat = 0.0
+        next_reconcile = time.monotonic() + self.reconcile_every
         while not self.stopped.wait(TICK):
             try:
                 self.due.enqueue()
@@ -87,10 +98,16 @@ class Sweeper(threading.Thread):
                     self.store.beat(self.worker_name)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.interval
+                    if self.leases is not None:
+                        self.leases.renew()
                     sweep(self.store, self.queue)
                     activity.trim(self.store.redis, self.targets, self.store.ttl)
                     for task_id in self.watchlist.requeue_overdue(self.poll_interval):
                         log.warning("lost poll queued again", extra={"task_id": task_id})
+                if time.monotonic() >= next_reconcile:
+                    next_reconcile = time.monotonic() + self.reconcile_every
+                    if due_to_run(self.store, self.worker_name, self.reconcile_every):
+                        reconcile(self.store, self.queue, self.targets, self.reconcile_after)
                 OUTAGE.up()
             except redis.RedisError as exc:
                 if not is_outage(exc):

@@ -15,7 +15,9 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
@@ -29,6 +31,17 @@ from relay.targets import build_targets
 from relay.watch import WATCHLIST
 
 log = logging.getLogger("relay.ui")
+_SAFE_NEXT = re.compile(r"^/ui(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%=&+-]*)?$")
+# The page has no script and one stylesheet of its own: nothing else may load or frame it, no
+# other site is told where the operator came from, and nothing is kept in a cache.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # no-referrer would make the page's own forms send Origin: null
+    "Cache-Control": "no-store",
+}
 bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates", static_folder="static")
 SEARCH_WINDOW = 500  # recent tasks searched by the task list's filters
 PAGE = 50
@@ -59,10 +72,32 @@ def guard() -> Response | None:
     if user is None:
         return challenge()
     request.environ["relay.user"] = user
+    if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site():
+        seen = {"origin": request.headers.get("Origin", "")[:200], "fetch_site": request.headers.get("Sec-Fetch-Site")}
+        log.warning("ui action refused", extra={"user": user, "reason": "cross-site request", **seen})
+        return Response(json.dumps({"error": "cross-site request refused"}), 403, mimetype="application/json")
     if request.method == "POST" and not hmac.compare_digest(request.form.get("csrf", ""), csrf_token(user)):
         log.warning("ui action refused", extra={"user": user, "reason": "missing or wrong CSRF token"})
         return Response(json.dumps({"error": "missing or wrong CSRF token"}), 403, mimetype="application/json")
     return None
+
+
+def cross_site() -> bool:
+    """A browser says where a request comes from (Sec-Fetch-Site, Origin): anything but this
+    site is refused before the CSRF token is even looked at."""
+    fetch_site = request.headers.get("Sec-Fetch-Site", "")
+    if fetch_site:  # a browser that sends it says exactly this
+        return fetch_site not in ("same-origin", "none")
+    origin = request.headers.get("Origin", "")
+    if origin:
+        return origin == "null" or urlsplit(origin).netloc != request.host
+    return False
+
+
+@bp.after_request
+def headers(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    return response
 
 
 def page(template: str, **values: Any) -> str:
@@ -192,7 +227,7 @@ def dead() -> str:
 
 def _back(done: str) -> Response:
     target = request.form.get("next", "")
-    if not target.startswith("/ui") or target.startswith("//"):
+    if not _SAFE_NEXT.match(target):  # a page of ours, in plain characters (no CR/LF, no other host)
         target = url_for("ui.overview")
     target = target.rstrip("?")
     separator = "&" if "?" in target else "?"

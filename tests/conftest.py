@@ -75,3 +75,14 @@ def user_env(tmp_path) -> dict[str, str]:
     env.update(RELAY_DATA_DIR=str(tmp_path / "data"), PORT=str(free_port()), TERM="xterm")
     env.pop("LOG_FORMAT", None)
     return env
+
+
+# Modules whose every test starts real processes (gunicorn, RQ workers, make run, a browser);
+# elsewhere such a test carries @pytest.mark.system itself. `make test-fast` runs the rest.
+SYSTEM_MODULES = {"test_door", "test_e2e", "test_faults", "test_make_run", "test_ui", "test_tls"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SYSTEM_MODULES or "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.system)

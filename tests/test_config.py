@@ -3,9 +3,12 @@ without repeating a secret."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from relay.config import ConfigError, Settings
+from relay.dev import ROOT
 
 SLACK = "https://hooks.slack.com/services/T0/B0/SLACKSECRET"
 DISCORD = "https://discord.com/api/webhooks/1/DISCORDSECRET"
@@ -93,3 +96,34 @@ def test_only_takes_types_families_and_outcomes_and_defaults_by_kind() -> None:
     assert everything.wants("music.first")
     with pytest.raises(ConfigError, match="only takes event types"):
         Settings.from_env({"SLACK_WEBHOOK_URL": f"{SLACK}#only=music.done"})
+
+
+def documented_variables() -> set[str]:
+    """The names in the first column of README's configuration table."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") : readme.index("### Targets, names and filters")]
+    names: set[str] = set()
+    for line in table.splitlines():
+        if line.startswith("| `"):
+            names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]))
+    return names
+
+
+def test_every_variable_read_is_documented_and_every_documented_one_is_known() -> None:
+    from relay.config import KNOWN_VARIABLES
+
+    documented = documented_variables()
+    assert documented == KNOWN_VARIABLES, (sorted(documented - KNOWN_VARIABLES), sorted(KNOWN_VARIABLES - documented))
+
+
+def test_every_variable_the_code_reads_is_in_the_registry() -> None:
+    """Names read from the environment anywhere in the processes' code are known settings."""
+    from relay.config import KNOWN_VARIABLES
+
+    read: set[str] = set()
+    for path in [*(ROOT / "relay").rglob("*.py"), ROOT / "app.py", ROOT / "gunicorn.conf.py"]:
+        text = path.read_text()
+        read |= set(re.findall(r"""(?:environ|env|reader\.\w+)\.?(?:get)?\(\s*["']([A-Z][A-Z0-9_]{2,})["']""", text))
+        read |= set(re.findall(r"""environ\[["']([A-Z][A-Z0-9_]{2,})["']\]""", text))
+    read -= {"PATH"}  # make run's, for its children: not a setting
+    assert len(read) > 20 and read <= KNOWN_VARIABLES, sorted(read - KNOWN_VARIABLES)

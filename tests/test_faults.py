@@ -595,3 +595,147 @@ def test_21_a_burst_is_carried_by_fewer_jobs_and_delivered_once(make_stack) -> N
     print(f"60 events delivered by {worker.successful_job_count} RQ jobs")
     assert worker.successful_job_count < len(tasks) / 2
     assert not stack.redis.keys("relay:batch:*")
+
+
+def _wipe_jobs(connection: redis.Redis, *lists: str) -> int:
+    """What a dashboard's "empty", an operator's DEL or a FLUSHDB of RQ's keys does: the jobs and
+    their lists gone, the relay's own records left."""
+    ids: list[bytes] = []
+    for key in lists:
+        ids += connection.lrange(key, 0, -1) if connection.type(key) == b"list" else connection.zrange(key, 0, -1)
+        connection.delete(key)
+    for job_id in ids:
+        connection.delete(b"rq:job:" + job_id.split(b":")[0])
+    return len(ids)
+
+
+def test_22_a_queue_emptied_behind_the_relays_back_is_delivered_once(make_stack) -> None:
+    """Five callbacks answered 200, then the queue emptied (rq-dashboard's empty, a DEL): the
+    reconcile step queues each delivery again within 1.5 × RELAY_RECONCILE_AFTER, once."""
+    stack = make_stack(RELAY_RECONCILE_AFTER="2s")
+    stack.procfile.start("web")
+    tasks = [f"t22-{n}" for n in range(5)]
+    assert all(stack.callback(task).status_code == 200 for task in tasks)
+    assert _wipe_jobs(stack.redis, "rq:queue:relay") == 5
+    lost = time.monotonic()
+    stack.procfile.start("worker")
+    stack.settled(tasks, timeout=60)
+    took = time.monotonic() - lost
+    print(f"5 lost deliveries per target re-delivered {took:.1f}s after the loss (bound: 3 s + start)")
+    assert took < 30
+    time.sleep(1.0)
+    for receiver in (stack.slack, stack.discord, stack.webhook):
+        assert sorted(titles(receiver)) == sorted(f"Song {task}" for task in tasks)
+    assert "lost delivery queued again" in stack.procfile.logs()
+    assert int(stack.redis.hget("relay:metrics:deliveries", "slack|requeued")) == 5
+
+
+def test_23_paced_deliveries_whose_schedule_was_emptied_are_delivered_once(make_stack) -> None:
+    """Slack paced at 1/1s: ten callbacks, then the scheduled registry emptied. Every paced
+    message still arrives, once, after its due time."""
+    stack = started(make_stack(slack_rate="#rate=1/1s", RELAY_RECONCILE_AFTER="2s"))
+    tasks = [f"t23-{n}" for n in range(10)]
+    assert all(stack.callback(task).status_code == 200 for task in tasks)
+    deadline = time.monotonic() + 20
+    while stack.redis.zcard("rq:scheduled:relay") < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wiped = _wipe_jobs(stack.redis, "rq:scheduled:relay")
+    assert wiped >= 5
+    stack.settled(tasks, timeout=90)
+    time.sleep(1.0)
+    assert sorted(titles(stack.slack)) == sorted(f"Song {task}" for task in tasks)
+    print(f"{wiped} paced jobs wiped; all 10 delivered once")
+
+
+def test_24_a_flushed_rq_is_reconciled_and_a_deleted_job_too(make_stack) -> None:
+    stack = make_stack(RELAY_RECONCILE_AFTER="2s")
+    stack.procfile.start("web")
+    assert stack.callback("t24-a").status_code == 200
+    [job_id] = stack.redis.lrange("rq:queue:relay", 0, -1)
+    stack.redis.delete(b"rq:job:" + job_id)  # the hash gone, the id left in the queue
+    assert stack.callback("t24-b").status_code == 200
+    for key in stack.redis.keys("rq:*"):  # and then everything RQ had
+        stack.redis.delete(key)
+    stack.procfile.start("worker")
+    stack.settled(["t24-a", "t24-b"], timeout=60)
+    time.sleep(1.0)
+    for receiver in (stack.slack, stack.discord, stack.webhook):
+        assert sorted(titles(receiver)) == ["Song t24-a", "Song t24-b"]
+
+
+def _fast_latencies(stack: Stack, fast: Receiver, prefix: str, count: int, rate: float) -> list[float]:
+    sent: dict[str, float] = {}
+    for n in range(count):
+        task = f"{prefix}-{n}"
+        sent[task] = time.monotonic()
+        assert stack.callback(task).status_code == 200
+        time.sleep(1 / rate)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        arrived = {entry.json()["task_id"]: entry.at for entry in list(fast.received)}
+        if all(task in arrived for task in sent):
+            return sorted(arrived[task] - at for task, at in sent.items())
+        time.sleep(0.05)
+    raise AssertionError(f"the fast target got {len(arrived)} of {count}")
+
+
+def p90(values: list[float]) -> float:
+    return values[int(0.9 * (len(values) - 1))]
+
+
+def test_25_a_slow_target_does_not_hold_back_a_fast_one(make_stack) -> None:
+    """Two webhook targets, one answering after 8 s (inside RELAY_HTTP_TIMEOUT): the fast one's
+    latency stays at its idle figure, because each target has a bounded share of the threads."""
+    fast, slow = Receiver(), Receiver()
+    hooks = f"{fast.url}#name=fast&rate=1000/1s,{slow.url}#name=slow&rate=1000/1s"
+    stack = started(
+        make_stack(SLACK_WEBHOOK_URL="", DISCORD_WEBHOOK_URL="", RELAY_WEBHOOK_URL=hooks, RELAY_HTTP_TIMEOUT="10")
+    )
+    try:
+        idle = _fast_latencies(stack, fast, "idle", 10, 5.0)
+        slow.default = Reply(200, "ok", delay=8.0)
+        loaded = _fast_latencies(stack, fast, "busy", 40, 5.0)
+    finally:
+        slow.default = Reply(200, "ok")
+    bound = max(3.0, 4 * p90(idle))
+    print(
+        f"fast target beside an 8 s one: p50 {loaded[len(loaded) // 2]:.2f}s, p90 {p90(loaded):.2f}s "
+        f"(idle p90 {p90(idle):.2f}s; bound {bound:.2f}s)"
+    )
+    assert p90(loaded) <= bound
+    fast.close()
+    slow.close()
+
+
+def test_26_deliveries_held_by_the_bulkhead_survive_a_worker_sigkill(make_stack) -> None:
+    """Four threads, so two per target: a slow target's other deliveries wait in memory under a
+    lease. SIGKILL the worker while they wait: another worker delivers each exactly once."""
+    slow = Receiver(default=Reply(200, "ok", delay=2.0))
+    stack = make_stack(
+        SLACK_WEBHOOK_URL="", DISCORD_WEBHOOK_URL="", RELAY_WORKER_THREADS="4",
+        RELAY_WEBHOOK_URL=f"{stack_fast_url()}#name=fast&rate=1000/1s,{slow.url}#name=slow&rate=1000/1s",
+    )  # fmt: skip
+    stack.procfile.start("web")
+    worker = stack.procfile.start("worker")
+    tasks = [f"t26-{n}" for n in range(8)]
+    assert all(stack.callback(task).status_code == 200 for task in tasks)
+    deadline = time.monotonic() + 10
+    while len(slow.attempts) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stack.procfile.signal(worker, signal.SIGKILL)
+    worker.wait()
+    stack.procfile.start("worker")
+    stack.settled(tasks, timeout=120)
+    time.sleep(1.0)
+    got = [entry.json()["task_id"] for entry in slow.received]
+    assert sorted(got) == sorted(tasks), got
+    slow.close()
+
+
+def stack_fast_url() -> str:
+    receiver = Receiver()
+    _FAST_RECEIVERS.append(receiver)
+    return receiver.url
+
+
+_FAST_RECEIVERS: list[Receiver] = []

@@ -288,6 +288,7 @@ def test_an_unknown_kind_is_404(stack) -> None:
 # Music polling through a fake provider over HTTP. -----------------------------------------------
 
 
+@pytest.mark.system
 def test_music_polling_reaches_the_same_events(redis_url, tmp_path) -> None:
     redis.Redis.from_url(redis_url).flushdb()
     suno, webhook, slack = FakeSuno("music-key"), Receiver(), Receiver()

@@ -286,6 +286,7 @@ def processes_env(redis_url: str, suno: FakeSuno, slack, **extra: str) -> dict[s
     }
 
 
+@pytest.mark.system
 def test_without_a_public_url_lyrics_arrive_by_polling(tmp_path, redis_url, suno, receivers, sample) -> None:
     """The README's promise: no public URL, `submit` from the CLI, lyrics in Slack by polling;
     real web and worker processes."""
@@ -305,6 +306,7 @@ def test_without_a_public_url_lyrics_arrive_by_polling(tmp_path, redis_url, suno
         processes.stop()
 
 
+@pytest.mark.system
 def test_provider_callback_and_polling_deliver_once_across_processes(tmp_path, redis_url, suno, receivers) -> None:
     """Real web and worker: the relay submits with its own callback URL, the provider calls it
     back while the relay is polling the same task; Slack gets the lyrics once."""

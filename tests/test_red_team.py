@@ -1,0 +1,152 @@
+"""What a red team tried, through the real web process: another site's forms against /rq and /ui
+(the browser adds the cached basic-auth credentials), GETs that change state, missing security
+headers, requests that answered 500, task ids with a '/', and the client address a header claims."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import redis
+import requests
+
+from relay.dev import RedisServer
+from tests.conftest import TOKEN
+from tests.support import Procfile
+
+pytestmark = pytest.mark.system
+USER, PASSWORD = "ops", "a-long-dashboard-password"
+EVIL = {
+    "Origin": "https://evil.example",
+    "Sec-Fetch-Site": "cross-site",
+    "Content-Type": "application/x-www-form-urlencoded",
+}
+
+
+@pytest.fixture
+def web(tmp_path):
+    server = RedisServer().start()
+    env = {
+        "REDIS_URL": server.url,
+        "RELAY_CALLBACK_TOKEN": TOKEN,
+        "RELAY_DASHBOARD_USER": USER,
+        "RELAY_DASHBOARD_PASSWORD": PASSWORD,
+        "RELAY_WEBHOOK_URL": "http://127.0.0.1:9/hook#rate=1000/1s",
+    }
+    processes = Procfile(env, tmp_path)
+    processes.start("web")
+    try:
+        yield processes, redis.Redis.from_url(server.url), server
+    finally:
+        processes.stop()
+        server.stop()
+
+
+def callback(base: str, task_id: str) -> requests.Response:
+    body = {"code": 200, "msg": "ok", "data": {"callbackType": "complete", "task_id": task_id,
+            "data": [{"title": "T", "text": "la", "status": "complete", "error_message": ""}]}}  # fmt: skip
+    return requests.post(f"{base}/callbacks/suno/lyrics?token={TOKEN}", json=body, timeout=10)
+
+
+def snapshot(connection: redis.Redis) -> tuple:
+    return (
+        connection.llen("rq:queue:relay"),
+        connection.zcard("rq:scheduled:relay"),
+        len(connection.keys("rq:job:*")),
+        connection.zcard("relay:dead"),
+    )
+
+
+STATE_CHANGING_RQ = [
+    ("POST", "/rq/queue/relay/queued/empty"),
+    ("POST", "/rq/queue/relay/scheduled/empty"),
+    ("POST", "/rq/queue/relay/compact"),
+    ("POST", "/rq/requeue/relay"),
+    ("GET", "/rq/requeue/relay"),
+    ("POST", "/rq/job/{job}/delete"),
+    ("POST", "/rq/job/{job}/requeue"),
+]
+
+
+def test_another_sites_forms_and_gets_change_nothing(web) -> None:
+    processes, connection, _ = web
+    base = processes.base_url
+    for n in range(3):
+        assert callback(base, f"csrf-{n}").status_code == 200
+    job = connection.lrange("rq:queue:relay", 0, 0)[0].decode()
+    before = snapshot(connection)
+    for method, path in STATE_CHANGING_RQ:
+        for headers in (EVIL, {}):  # cross-site, and even same-site: /rq is read-only
+            answer = requests.request(
+                method, base + path.format(job=job), auth=(USER, PASSWORD), headers=headers, timeout=5
+            )
+            assert answer.status_code == 403 and "read-only" in answer.json()["error"], (
+                method,
+                path,
+                answer.text[:200],
+            )
+    for path in ("/ui/replay", "/ui/discard"):
+        forged = requests.post(base + path, data={"all": "1"}, auth=(USER, PASSWORD), headers=EVIL, timeout=5)
+        assert forged.status_code == 403, path
+        as_get = requests.get(base + path, params={"all": "1"}, auth=(USER, PASSWORD), timeout=5)
+        assert as_get.status_code == 405, path
+    assert snapshot(connection) == before
+    # The read-only views still work.
+    assert requests.get(f"{base}/rq/0/data/queues.json", auth=(USER, PASSWORD), timeout=5).status_code == 200
+
+
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def test_every_page_carries_the_security_headers(web) -> None:
+    processes, _, _ = web
+    base = processes.base_url
+    callback(base, "headers-1")
+    for path in ("/ui", "/ui/tasks", "/ui/tasks/headers-1", "/ui/dead", "/ui/tasks/nothing-here"):
+        answer = requests.get(base + path, auth=(USER, PASSWORD), timeout=5)
+        for name, value in PAGE_HEADERS.items():
+            assert answer.headers.get(name) == value, (path, name)
+        csp = answer.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "script-src" not in csp
+        assert answer.headers["Referrer-Policy"] in ("no-referrer", "same-origin")
+    for path in ("/rq", "/rq/0/view/queues", "/rq/0/data/queues.json"):
+        answer = requests.get(base + path, auth=(USER, PASSWORD), timeout=5, allow_redirects=False)
+        for name, value in PAGE_HEADERS.items():
+            assert answer.headers.get(name) == value, (path, name)
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+
+
+def test_three_requests_that_answered_500(web) -> None:
+    from relay import create_app
+    from relay.config import Settings
+    from relay.ui import csrf_token
+
+    processes, _, server = web
+    base = processes.base_url
+    with create_app(Settings.from_env(processes.env)).test_request_context():
+        csrf = csrf_token(USER)  # what the page's forms carry
+    answer = requests.post(
+        f"{base}/ui/replay", data={"csrf": csrf, "event_id": "x", "next": "/ui\r\nSet-Cookie: x=1"},
+        auth=(USER, PASSWORD), allow_redirects=False, timeout=5,
+    )  # fmt: skip
+    assert (
+        answer.status_code == 303
+        and "Set-Cookie" not in answer.headers
+        and answer.headers["Location"].endswith("/ui/?done=nothing")
+    ) or answer.headers["Location"].endswith("/ui?done=nothing")
+    assert requests.post(f"{base}/rq/queue/relay/compact", auth=(USER, PASSWORD), timeout=5).status_code == 403
+    server.process.send_signal(signal.SIGSTOP)  # a hung Redis
+    try:
+        started = time.monotonic()
+        hung = requests.get(f"{base}/rq/0/data/queues.json", auth=(USER, PASSWORD), timeout=30)
+        assert hung.status_code == 503 and hung.headers.get("Retry-After"), hung.text[:200]
+        assert requests.get(f"{base}/ui", auth=(USER, PASSWORD), timeout=30).status_code == 503
+        print(f"answered 503 after {time.monotonic() - started:.1f}s of a hung Redis")
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    assert "Traceback" not in processes.logs()
