@@ -11,6 +11,7 @@ import base64
 import binascii
 import difflib
 import errno
+import ipaddress
 import os
 import re
 import socket
@@ -185,6 +186,34 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
+def internal_address(host: str) -> str:
+    """What kind of internal address ``host`` is ("a loopback address", …), or "" for a public
+    one or a name. Decimal (``2130706433``), hex and octal IPv4 forms count as the address they
+    spell: an HTTP client resolves them so."""
+    host = host.strip("[]").lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return "a loopback address"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))  # 0x7f.1, 017700000001, 2130706433
+        except OSError:
+            return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    for test, said in (
+        ("is_unspecified", "an unspecified address"),
+        ("is_loopback", "a loopback address"),
+        ("is_link_local", "a link-local address (cloud metadata lives there)"),
+        ("is_private", "a private address"),
+        ("is_reserved", "a reserved address"),
+    ):
+        if getattr(address, test):
+            return said
+    return ""
+
+
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed (the message names it)."""
 
@@ -304,6 +333,13 @@ class Settings:
         )
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")
+        own = settings.public_url.rstrip("/").lower() + "/callbacks/"
+        for spec in targets:
+            if settings.public_url and spec.kind != "apprise" and spec.url.lower().startswith(own):
+                raise ConfigError(
+                    f"target {spec.name} points at this relay's own callback URL (RELAY_PUBLIC_URL/callbacks/…): "
+                    "every message would come back as a callback"
+                )
         return settings
 
     def url_warnings(self) -> list[str]:
@@ -321,6 +357,14 @@ class Settings:
                 warnings.append(f"target {spec.name}: {host} is not a {spec.kind} host ({', '.join(expected)})")
             elif parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
                 warnings.append(f"target {spec.name}: plain http:// to {host}: the URL travels unencrypted")
+            internal = internal_address(host)
+            if internal:
+                warnings.append(
+                    f"target {spec.name}: {host} is {internal}: the relay would post inside its own network "
+                    "(fine for a local receiver; otherwise check the URL)"
+                )
+            if "/callbacks/suno/" in parts.path:
+                warnings.append(f"target {spec.name}: the URL looks like a suno-relay callback URL: a loop?")
         return warnings
 
     def require_auth(self) -> None:

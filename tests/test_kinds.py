@@ -338,3 +338,20 @@ def test_music_polling_reaches_the_same_events(redis_url, tmp_path) -> None:
         processes.stop()
         for closing in (suno, webhook, slack):
             closing.close()
+
+
+def test_sixty_songs_reach_every_chat_target_with_a_note_for_the_rest(stack) -> None:
+    """Through the real processes: every chat target shows what fits and says how many songs it
+    left out, the footer kept."""
+    from tests.test_targets import sixty_songs
+
+    body = sixty_songs()
+    body["data"]["task_id"] = "sixtysongs"
+    before = {name: len(receiver.received) for name, receiver in stack.receivers.items()}
+    assert stack.send("music", body).json()["status"] == "received"
+    wait_quiet(stack)
+    for name in ("slack", "discord", "teams", "telegram", "googlechat", "mattermost", "ntfy"):
+        got = [entry.body.decode() for entry in stack.receivers[name].received[before[name] :]]
+        text = "".join(got)
+        assert re.search(r"… and \d+ more songs", text), name
+        assert "sixtysongs" in text and "expire" in text, name  # the footer (Google Chat's is the card's subtitle)

@@ -5,13 +5,16 @@ headers, requests that answered 500, task ids with a '/', and the client address
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
 import requests
 
-from relay.dev import RedisServer
+from relay.dev import ROOT, RedisServer, procfile
 from tests.conftest import TOKEN
 from tests.support import Procfile
 
@@ -150,3 +153,43 @@ def test_three_requests_that_answered_500(web) -> None:
     finally:
         server.process.send_signal(signal.SIGCONT)
     assert "Traceback" not in processes.logs()
+
+
+INTERNAL = [
+    ("http://localhost:8080/hook", "a loopback address"),
+    ("http://127.0.0.2/hook", "a loopback address"),
+    ("http://[::1]:9/hook", "a loopback address"),
+    ("http://169.254.169.254/latest/meta-data", "a link-local address"),
+    ("http://10.1.2.3/hook", "a private address"),
+    ("http://192.168.0.10/hook", "a private address"),
+    ("http://0.0.0.0/hook", "an unspecified address"),
+    ("http://2130706433/hook", "a loopback address"),
+]
+
+
+@pytest.mark.parametrize("url, said", INTERNAL)
+def test_check_warns_about_internal_targets(user_env, url, said) -> None:
+    from tests.test_make_run import operator
+
+    out = operator({**user_env, "REDIS_URL": "redis://127.0.0.1:1/0", "RELAY_WEBHOOK_URL": url}, "check").stdout
+    [line] = [line for line in out.splitlines() if "inside its own network" in line]
+    assert "target webhook:" in line and said in line
+
+
+def test_a_target_that_is_the_relays_own_callback_url_is_refused(user_env, redis_url) -> None:
+    from tests.test_make_run import operator
+
+    env = {
+        **user_env,
+        "PATH": f"{Path(sys.executable).parent}:{user_env['PATH']}",
+        "REDIS_URL": redis_url,
+        "RELAY_CALLBACK_TOKEN": TOKEN,
+        "RELAY_PUBLIC_URL": "https://relay.example.org",
+        "SLACK_WEBHOOK_URL": "https://relay.example.org/callbacks/suno/music?token=x#name=loop",
+    }
+    expected = "suno-relay: configuration error: target loop points at this relay's own callback URL"
+    check = operator(env, "check")
+    assert check.returncode == 2 and check.stderr.startswith(expected)
+    for line in ("web", "worker"):
+        result = subprocess.run(procfile()[line], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr.splitlines()[0].startswith(expected), (line, result.stderr)

@@ -317,3 +317,37 @@ def test_a_target_answer_never_carries_the_url_secret(receivers) -> None:
         assert not outcome.ok and outcome.permanent and "404" in outcome.reason
         for part in ("SECRETxyz123", "TOKEN987654", "SIGabc123"):
             assert part not in outcome.reason, outcome.reason
+
+
+def sixty_songs(page: str = "") -> dict:
+    from pathlib import Path
+
+    body = json.loads((Path(__file__).resolve().parent.parent / "examples" / "music-complete.json").read_text())
+    song = body["data"]["data"][0]
+    body["data"]["data"] = [{**song, "id": f"song-{n}", "title": f"Song number {n}"} for n in range(60)]
+    return body
+
+
+@pytest.mark.parametrize("kind", ["slack", "discord", "teams", "telegram", "googlechat", "mattermost", "ntfy"])
+def test_many_songs_are_never_cut_silently(kind: str) -> None:
+    """60 songs: the cards a message of the service holds, then one saying how many were left
+    out (with the task's page where the page is on), and the footer kept."""
+    from relay.suno import NORMALISERS
+    from relay.targets import KINDS
+
+    event = NORMALISERS["music"](sixty_songs())
+    extra = {"chat_id": "-1001"} if kind == "telegram" else {}
+    target = KINDS[kind](TargetSpec(kind=kind, name=kind, url="https://example.org/hook", extra=extra))
+    target.page_base = "https://relay.example/ui/tasks/"
+    messages = target.render(event)
+    text = json.dumps(messages, ensure_ascii=False)
+    shown = target.max_cards - 1
+    assert f"… and {60 - shown} more songs" in text, kind
+    assert "https://relay.example/ui/tasks/" + event.task_id in text
+    assert re.search(rf"Song number {shown - 1}(?!\d)", text) and not re.search(rf"Song number {shown}(?!\d)", text)
+    assert event.task_id in text.rsplit("more songs", 1)[1]  # the footer, after the note
+    assert "expire" in text
+    if kind == "slack":
+        assert all(len(message["blocks"]) <= 50 for message in messages)
+    if kind == "discord":
+        assert all(len(message["embeds"]) <= 10 for message in messages)

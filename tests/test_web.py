@@ -332,6 +332,8 @@ def test_lone_surrogates_in_free_text_become_replacement_characters(client, redi
         ({"task_id": "t", "callbackType": "complete\x00"}, "data.callbackType must be one of"),
         ({"task_id": "t\x00"}, "data.task_id"),
         ({"task_id": "x" * 5000}, "data.task_id"),
+        ({"task_id": "a/b487"}, "data.task_id must not contain '/'"),
+        ({"task_id": "../dead487"}, "data.task_id must not contain '/'"),
     ],
 )
 def test_identifiers_out_of_bounds_are_400(client, data, fragment) -> None:

@@ -135,6 +135,8 @@ def task_id_of(mapping: dict[str, Any], where: str) -> str:
         raise PayloadError(f"{where}.task_id is empty")
     if len(task_id) > MAX_TASK_ID_LENGTH or not task_id.isprintable() or _UNPRINTABLE.search(task_id):
         raise PayloadError(f"{where}.task_id must be at most {MAX_TASK_ID_LENGTH} printable characters")
+    if "/" in task_id:  # it names the task in URLs (/tasks/<id>, the page): one path segment
+        raise PayloadError(f"{where}.task_id must not contain '/'")
     return task_id
 
 

@@ -57,4 +57,8 @@ def build_targets(settings: Settings) -> dict[str, Target]:
     """Every configured target by name; they share one HTTP client (its connection pools), with
     room for every delivery thread."""
     client = Client(settings.worker_threads)
-    return {spec.name: build_target(spec, settings, client) for spec in settings.targets}
+    targets = {spec.name: build_target(spec, settings, client) for spec in settings.targets}
+    if settings.public_url and settings.dashboard_user and settings.dashboard_password:
+        for target in targets.values():
+            target.page_base = f"{settings.public_url.rstrip('/')}/ui/tasks/"
+    return targets

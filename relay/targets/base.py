@@ -58,6 +58,12 @@ class Target:
 
     kind: ClassVar[str] = ""
 
+    # Cards one message of this service shows with room to spare (its block, embed or size
+    # limits); more become a last card saying how many were left out (fit_cards), never a cut.
+    max_cards = 20
+    # "<RELAY_PUBLIC_URL>/ui/tasks/" when the operator's page is on (build_targets sets it).
+    page_base = ""
+
     def __init__(self, spec: TargetSpec, *, timeout: float = 10.0, client: http.Client | None = None) -> None:
         self.spec = spec
         self.name = spec.name
@@ -74,8 +80,17 @@ class Target:
     def render(self, event: Event) -> list[dict[str, Any]]:
         """The messages for ``event``, in the target's ``format`` (full, brief or title)."""
         shaped = shape(event, self.spec.format)
-        messages = self.render_event(shaped) if shaped.kind == "lyrics" else self.render_cards(shaped, cards(shaped))
+        if shaped.kind == "lyrics":
+            messages = self.render_event(shaped)
+        else:
+            noun = "song" if shaped.kind == "music" else "item"
+            found = fit_cards(cards(shaped), self.max_cards, self.page_url(shaped), noun)
+            messages = self.render_cards(shaped, found)
         return limit_messages(messages, self.omitted) if len(messages) > MAX_MESSAGES else messages
+
+    def page_url(self, event: Event) -> str:
+        """The task's page on the operator's page, when it is on and the relay knows its URL."""
+        return f"{self.page_base}{quote(event.task_id, safe='')}" if self.page_base else ""
 
     def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
         """Songs and files (not lyrics): targets that show them as cards override this."""
@@ -305,6 +320,18 @@ def cards(event: Event) -> list[Card]:
         return [Card(title=f"{name} ready", facts=facts)]
     image = event.files[0][1] if event.kind == "cover" and event.files else ""
     return [Card(title=f"{name} ready", links=event.files, image=image)]
+
+
+def fit_cards(found: list[Card], most: int, page: str = "", noun: str = "item") -> list[Card]:
+    """At most ``most`` cards: past that, the first ``most - 1`` and a card saying how many songs
+    (or items) were left out, with the task's page where there is one. The footer (task id, the
+    files-expire note) is each target's own and stays."""
+    if len(found) <= most:
+        return found
+    shown = found[: most - 1]
+    left = len(found) - len(shown)
+    links = (("All of them on the relay's page", page),) if page else ()
+    return [*shown, Card(title=f"… and {left} more {noun}{'s' if left != 1 else ''}", links=links)]
 
 
 def files_note(found: list[Card]) -> str:

@@ -59,6 +59,7 @@ def _size(embed: dict[str, Any]) -> int:
 
 class DiscordTarget(Target):
     kind = "discord"
+    max_cards = 10  # 10 embeds a message
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200, escape)}

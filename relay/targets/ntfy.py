@@ -63,6 +63,7 @@ def fit_bytes(text: str, limit: int) -> list[str]:
 
 class NtfyTarget(Target):
     kind = "ntfy"
+    max_cards = 8  # 4,096 bytes a message
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []

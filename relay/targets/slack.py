@@ -59,6 +59,7 @@ def _context(text: str) -> dict[str, Any]:
 
 class SlackTarget(Target):
     kind = "slack"
+    max_cards = 20  # 50 blocks a message: a header and a section a card, the footer
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []

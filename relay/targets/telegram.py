@@ -41,6 +41,7 @@ def escape(text: str) -> str:
 
 class TelegramTarget(Target):
     kind = "telegram"
+    max_cards = 8  # 4,096 characters a message
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         texts: list[str] = []
