@@ -1,6 +1,6 @@
 """The bench's targets, in a process of its own: answers every POST at once, in one write
 (headers and body together: no Nagle / delayed-ACK stall), and notes when each task arrived.
-``/slow`` answers after 2 s. ``GET /arrivals`` returns ``{path: {task: unix time}}``.
+``/slow`` answers after 2 s, ``/slow8`` after 8 s. ``GET /arrivals`` returns ``{path: {task: unix time}}``.
 
 Run: ``python bench/receiver.py PORT``."""
 
@@ -26,6 +26,8 @@ class Handler(BaseHTTPRequestHandler):
         now = time.time()
         if self.path == "/slow":
             time.sleep(2.0)
+        elif self.path == "/slow8":  # inside the relay's 10 s POST deadline
+            time.sleep(8.0)
         match = TASK.search(body)
         if match:
             with lock:

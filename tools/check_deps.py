@@ -27,7 +27,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = {"relay", "tests", "bench", "tools", "app", "wsgi"}
+PACKAGES = {"relay", "tests", "bench", "tools"}
 CHECKS = {
     "requirements.txt": ["relay", "app.py", "wsgi.py", "gunicorn.conf.py"],
     "requirements-dev.txt": ["tests", "bench", "tools"],
@@ -76,11 +76,13 @@ def imports(path: Path) -> Iterator[tuple[int, str, str | None]]:
 
 def problems(base: Path = ROOT, checks: dict[str, list[str]] = CHECKS) -> list[str]:
     providers = packages_distributions()
+    # This tree's own modules: its packages, top-level files (app, wsgi) and tools run as scripts.
+    local = PACKAGES | {path.stem for path in (*base.glob("*.py"), *base.glob("tools/*.py"))}
     found = []
     for requirements, roots in checks.items():
         for path in sources(roots, base):
             for line, module, elsewhere in imports(path):
-                if module in sys.stdlib_module_names or module in LOCAL or module == "__future__":
+                if module in sys.stdlib_module_names or module in local or module == "__future__":
                     continue
                 file = elsewhere or requirements
                 names = declared(base / file)
