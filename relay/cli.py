@@ -316,11 +316,8 @@ def check(send_test: bool) -> None:
 
     The first thing to run after setting a webhook URL. Exits 1 if anything failed.
     """
-    from urllib.parse import urlsplit
-
-    import redis
-
     from relay.store import WORKER_SILENCE, Store
+    from relay.targets import KINDS
 
     settings = load_settings()
     click.echo("configuration: ok")
@@ -328,8 +325,7 @@ def check(send_test: bool) -> None:
         click.echo(f"  warning: {warning}")
     failed = False
     for spec in settings.targets:
-        # The host only (an Apprise URL: its scheme): the rest of the URL is a secret.
-        where = urlsplit(spec.url).scheme + "://" if spec.kind == "apprise" else urlsplit(spec.url).hostname or "stdout"
+        where = KINDS[spec.kind].where(spec)  # the host only (Apprise: its scheme): the rest is a secret
         only = "|".join(spec.only) if spec.only else "default events"
         click.echo(f"  target {spec.name:<14} {spec.kind:<8} {where}  ({only}, {spec.rate[0]}/{spec.rate[1]:g}s)")
     if not settings.callback_token:

@@ -13,85 +13,34 @@ import difflib
 import errno
 import ipaddress
 import os
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
-from relay.suno.event import KINDS, PROGRESS_TYPES
-
-# Variables holding comma-separated target URLs → the kind of target each URL is.
-TARGET_KINDS = {
-    "SLACK_WEBHOOK_URL": "slack",
-    "DISCORD_WEBHOOK_URL": "discord",
-    "RELAY_WEBHOOK_URL": "webhook",
-    "TEAMS_WEBHOOK_URL": "teams",
-    "GOOGLE_CHAT_WEBHOOK_URL": "googlechat",
-    "MATTERMOST_WEBHOOK_URL": "mattermost",
-    "NTFY_URL": "ntfy",
-    "APPRISE_URLS": "apprise",
-}
-# `only=`: event types (music.completed), families (music) or outcomes of every kind (completed,
-# failed), several joined by `|`; `all` is everything, progress stages included.
-EVENT_TYPES = {"lyrics.completed", "lyrics.failed", "music.text", "music.first"} | {
-    f"{kind}.{outcome}" for kind in KINDS for outcome in ("completed", "failed")
-}
-FILTER_WORDS = {"all", "completed", "failed", *KINDS, *EVENT_TYPES}
-FORMATS = ("full", "brief", "title")
-# Conservative defaults, from the services' documented limits: Slack 1 message/s per incoming
-# webhook; Discord 5 requests per 2 s per webhook; Telegram about 1/s per chat and 20/min per
-# group; Google Chat 60/min per space for all apps together; Mattermost 10/s when limited at
-# all; ntfy.sh one request per 5 s after a burst of 60; Teams flows: no published figure.
-DEFAULT_RATES = {
-    "slack": (1, 1.0),
-    "discord": (5, 2.0),
-    "webhook": (10, 1.0),
-    "teams": (1, 1.0),
-    "telegram": (20, 60.0),
-    "googlechat": (1, 1.0),
-    "mattermost": (5, 1.0),
-    "ntfy": (12, 60.0),
-    "apprise": (1, 1.0),
-    "console": (1000, 1.0),
-}
-_TELEGRAM_TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{20,}$")
-_TELEGRAM_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
-# What a service's webhook URLs look like (warnings only: see Settings.url_warnings).
-EXPECTED_HOSTS = {
-    "slack": ("hooks.slack.com",),
-    "discord": ("discord.com", "discordapp.com"),
-    "teams": ("logic.azure.com", "powerautomate.com", "powerplatform.com"),
-    "googlechat": ("chat.googleapis.com",),
-}
-
-
-@dataclass(frozen=True)
-class Variable:
-    """A documented setting. ``deploy``: a user may set it when deploying (app.json, render.yaml
-    list it); ``secret``: never printed."""
-
-    name: str
-    deploy: bool = False
-    secret: bool = False
-
+from relay.targets import KINDS as TARGET_CLASSES
+from relay.targets.spec import (  # noqa: F401 - re-exported: the configuration's vocabulary
+    EVENT_TYPES,
+    FILTER_WORDS,
+    FORMATS,
+    NAME,
+    ConfigError,
+    TargetSpec,
+    Variable,
+    parse_duration,
+    parse_rate,
+)
 
 # Every variable the relay's processes read (the configuration tables in the docs list the same
 # ones, with their defaults; tests compare the three). What is not here but looks like a setting
 # of ours is warned about at start: a misspelt variable is otherwise silently ignored.
-VARIABLES = (
+_OWN_VARIABLES = (
     Variable("REDIS_URL"),
     Variable("REDIS_TLS_VERIFY", deploy=True),
     Variable("RELAY_CALLBACK_TOKEN", deploy=True, secret=True),
     Variable("RELAY_ALLOW_UNAUTHENTICATED"),
     Variable("RELAY_MAX_BODY_BYTES"),
     Variable("RELAY_DEDUP_TTL"),
-    *(Variable(name, deploy=True, secret=True) for name in TARGET_KINDS),
-    Variable("RELAY_WEBHOOK_SECRET", deploy=True, secret=True),
-    Variable("TELEGRAM_BOT_TOKEN", deploy=True, secret=True),
-    Variable("TELEGRAM_CHAT_ID", deploy=True),
-    Variable("TELEGRAM_API_BASE"),
-    Variable("NTFY_TOKEN", deploy=True, secret=True),
     Variable("RELAY_HTTP_TIMEOUT"),
     Variable("RELAY_JOB_TIMEOUT"),
     Variable("RELAY_MAX_ATTEMPTS"),
@@ -122,7 +71,19 @@ VARIABLES = (
     Variable("RELAY_DASHBOARD_PASSWORD", deploy=True, secret=True),
     Variable("PROMETHEUS_MULTIPROC_DIR"),
 )
-KNOWN_VARIABLES = frozenset(variable.name for variable in VARIABLES)
+
+
+def variables() -> tuple[Variable, ...]:
+    """Every setting: the relay's own, and each registered target kind's (its class declares them)."""
+    return (*_OWN_VARIABLES, *(variable for cls in TARGET_CLASSES.values() for variable in cls.variables()))
+
+
+def known_variables() -> frozenset[str]:
+    return frozenset(variable.name for variable in variables())
+
+
+VARIABLES = variables()  # as shipped; known_variables() also sees a kind registered later
+KNOWN_VARIABLES = known_variables()
 # Names that look like one of ours: a setting misspelt (SLACK_WEBHOOK, DISCORD_URL, TEAM_WEBHOOK_URL).
 _OUR_PREFIXES = (
     "RELAY_", "SUNO_", "SLACK_", "DISCORD_", "TEAMS_", "TEAM_", "TELEGRAM_", "GOOGLE_CHAT_", "GOOGLECHAT_",
@@ -133,10 +94,11 @@ _OUR_PREFIXES = (
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """Warnings for set variables that look like a setting of ours but are none."""
     warnings = []
+    known = known_variables()
     for name in sorted(environ):
-        if name in KNOWN_VARIABLES or not (name.startswith(_OUR_PREFIXES) or name.endswith("_WEBHOOK_URL")):
+        if name in known or not (name.startswith(_OUR_PREFIXES) or name.endswith("_WEBHOOK_URL")):
             continue
-        close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
         warnings.append(f"{name} is set, but suno-relay has no such setting{hint}: it is ignored")
     return warnings
@@ -181,11 +143,6 @@ def check_port(environ: Mapping[str, str]) -> int:
     return port
 
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
 def internal_address(host: str) -> str:
     """What kind of internal address ``host`` is ("a loopback address", …), or "" for a public
     one or a name. Decimal (``2130706433``), hex and octal IPv4 forms count as the address they
@@ -212,35 +169,6 @@ def internal_address(host: str) -> str:
         if getattr(address, test):
             return said
     return ""
-
-
-class ConfigError(ValueError):
-    """A configuration variable is missing or malformed (the message names it)."""
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """One delivery target. ``url`` is a secret: it lives only in process memory."""
-
-    kind: str  # slack | discord | webhook | teams | telegram | googlechat | mattermost | ntfy | apprise | console
-    name: str  # stable, non-secret identifier used in Redis, logs and the CLI
-    url: str = field(default="", repr=False)
-    only: tuple[str, ...] | None = None  # types, families or outcomes; None: the kind's default
-    rate: tuple[int, float] = (1, 1.0)  # at most `rate[0]` messages per `rate[1]` seconds
-    format: str = "full"  # full | brief | title
-    extra: dict[str, str] = field(default_factory=dict, repr=False)  # kind-specific (a chat id, a token)
-
-    def wants(self, event_type: str) -> bool:
-        """By default chat targets get what a person reads (not music's progress stages) and
-        generic webhooks get every event; ``only`` narrows (or, with ``all``, widens) that."""
-        if self.only is None:
-            return self.kind == "webhook" or event_type not in PROGRESS_TYPES
-        return any(
-            pattern in ("all", event_type)
-            or event_type.startswith(pattern + ".")
-            or (pattern in ("completed", "failed") and event_type.endswith("." + pattern))
-            for pattern in self.only
-        )
 
 
 @dataclass(frozen=True)
@@ -323,7 +251,7 @@ class Settings:
             poll_interval=reader.duration("RELAY_POLL_INTERVAL", cls.poll_interval, minimum=0.5),
             poll_grace=reader.duration("RELAY_POLL_GRACE", cls.poll_grace, minimum=0),
             poll_deadline=reader.duration("RELAY_POLL_DEADLINE", cls.poll_deadline, minimum=1),
-            poll_rate=_rate(reader.raw("RELAY_POLL_RATE") or "20/10s", "RELAY_POLL_RATE"),
+            poll_rate=parse_rate(reader.raw("RELAY_POLL_RATE") or "20/10s", "RELAY_POLL_RATE"),
             metrics_token=env.get("RELAY_METRICS_TOKEN", "").strip(),
             dashboard_user=env.get("RELAY_DASHBOARD_USER", "").strip(),
             worker_threads=int(reader.number("RELAY_WORKER_THREADS", cls.worker_threads, minimum=1)),
@@ -352,7 +280,7 @@ class Settings:
                 continue  # not HTTP URLs
             parts = urlsplit(spec.url)
             host = (parts.hostname or "").lower()
-            expected = EXPECTED_HOSTS.get(spec.kind)
+            expected = TARGET_CLASSES[spec.kind].expected_hosts
             if expected and not any(host == known or host.endswith("." + known) for known in expected):
                 warnings.append(f"target {spec.name}: {host} is not a {spec.kind} host ({', '.join(expected)})")
             elif parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
@@ -426,7 +354,7 @@ class _Reader:
 
     def name(self, name: str, default: str) -> str:
         value = self.raw(name) or default
-        if not _NAME.match(value):
+        if not NAME.match(value):
             raise ConfigError(f"{name} must be lowercase letters, digits, '-' or '_' (at most 40)")
         return value
 
@@ -437,14 +365,6 @@ class _Reader:
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(sorted(choices))}")
         return value
-
-
-def parse_duration(value: str, name: str) -> float:
-    """``"90"``, ``"90s"``, ``"500ms"``, ``"5m"``, ``"2h"``, ``"7d"`` → seconds."""
-    match = _DURATION.match(value.strip().lower())
-    if not match:
-        raise ConfigError(f"{name} must be a duration such as 30, 30s, 500ms, 5m, 2h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
@@ -474,114 +394,19 @@ def _webhook_secret(value: str) -> bytes:
 
 
 def _targets(env: Mapping[str, str]) -> tuple[TargetSpec, ...]:
-    """Parse the target variables: comma-separated URLs (Telegram: chat ids), options in the
-    URL fragment.
-
-    The fragment is never sent to the target, so it is a safe place for our options:
-    ``https://hooks.slack.com/services/T/B/X#name=ops&only=failed&rate=1/1s&format=brief``.
-    """
+    """Every target kind's targets (their classes read their own variables: relay.targets);
+    options go in each URL's fragment, which is never sent to the target:
+    ``https://hooks.slack.com/services/T/B/X#name=ops&only=failed&rate=1/1s&format=brief``."""
     specs: list[TargetSpec] = []
-    for variable, kind in TARGET_KINDS.items():
-        for position, entry in enumerate(_entries(env, variable), start=1):
-            where = f"{variable} entry {position}"
-            parts = urlsplit(entry)
-            if kind == "apprise":
-                if not re.match(r"^[a-z][a-z0-9+.-]*://", entry) or not _apprise_knows(entry.partition("#")[0]):
-                    raise ConfigError(f"{where} is not an Apprise URL Apprise knows (scheme://…)")
-            elif parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise ConfigError(f"{where} is not an http(s) URL")
-            url = urlunsplit(parts._replace(fragment=""))
-            extra = {"token": env.get("NTFY_TOKEN", "").strip()} if kind == "ntfy" else {}
-            specs.append(_spec(kind, position, where, parts.fragment, url, extra))
-    specs += _telegram_targets(env)
-    if env.get("RELAY_WEBHOOK_SECRET", "").strip() and not any(spec.kind == "webhook" for spec in specs):
-        raise ConfigError("RELAY_WEBHOOK_SECRET is set but RELAY_WEBHOOK_URL is not")
-    if env.get("NTFY_TOKEN", "").strip() and not any(spec.kind == "ntfy" for spec in specs):
-        raise ConfigError("NTFY_TOKEN is set but NTFY_URL is not")
+    for cls in TARGET_CLASSES.values():
+        found = cls.specs(env)
+        cls.check_environment(env, found)
+        specs += found
     names = [spec.name for spec in specs]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise ConfigError(f"target names must be unique; repeated: {', '.join(duplicated)} (set #name=... on a URL)")
     if not specs:
-        specs.append(TargetSpec(kind="console", name="console", rate=DEFAULT_RATES["console"]))
+        console = TARGET_CLASSES["console"]
+        specs.append(TargetSpec(kind="console", name="console", rate=console.default_rate))
     return tuple(specs)
-
-
-def _apprise_knows(url: str) -> bool:
-    import apprise  # only when APPRISE_URLS is set
-
-    return apprise.Apprise.instantiate(url) is not None
-
-
-def _entries(env: Mapping[str, str], variable: str) -> list[str]:
-    return [entry.strip() for entry in env.get(variable, "").split(",") if entry.strip()]
-
-
-def _spec(kind: str, position: int, where: str, fragment: str, url: str, extra: dict[str, str]) -> TargetSpec:
-    """A target from its options (``name``, ``only``, ``rate``, ``format`` and the kind's own)."""
-    try:
-        options = dict(parse_qsl(fragment, keep_blank_values=True, strict_parsing=bool(fragment)))
-    except ValueError:
-        raise ConfigError(f"{where}: options after '#' must look like name=ops&only=failed") from None
-    known = {"name", "only", "rate", "format"} | ({"topic"} if kind == "telegram" else set())
-    unknown = set(options) - known
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown option(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})"
-        )
-    name = options.get("name") or (kind if position == 1 else f"{kind}-{position}")
-    if not _NAME.match(name):
-        raise ConfigError(f"{where}: name must be lowercase letters, digits, '-' or '_' (at most 40)")
-    only = None
-    if "only" in options:
-        only = tuple(part.strip() for part in re.split(r"[|, ]+", options["only"]) if part.strip())
-        wrong = [part for part in only if part not in FILTER_WORDS]
-        if wrong or not only:
-            raise ConfigError(
-                f"{where}: only takes event types (music.completed), kinds (music) or completed/failed, joined by |"
-            )
-    fmt = options.get("format", "full")
-    if fmt not in FORMATS:
-        raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}")
-    if "topic" in options:
-        if not options["topic"].isdigit():
-            raise ConfigError(f"{where}: topic must be a forum topic's number")
-        extra = {**extra, "topic": options["topic"]}
-    rate = _rate(options["rate"], where) if "rate" in options else DEFAULT_RATES[kind]
-    return TargetSpec(kind=kind, name=name, url=url, only=only, rate=rate, format=fmt, extra=extra)
-
-
-def _telegram_targets(env: Mapping[str, str]) -> list[TargetSpec]:
-    """``TELEGRAM_BOT_TOKEN`` + ``TELEGRAM_CHAT_ID`` (``-100123#name=songs&topic=42``, …)."""
-    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
-    chats = _entries(env, "TELEGRAM_CHAT_ID")
-    if bool(token) != bool(chats):
-        raise ConfigError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID go together: set both, or neither")
-    if not token:
-        return []
-    if not _TELEGRAM_TOKEN.match(token):
-        raise ConfigError("TELEGRAM_BOT_TOKEN must look like 123456789:AAE… (from @BotFather)")
-    base = _http_url(env, "TELEGRAM_API_BASE", "https://api.telegram.org")
-    specs = []
-    for position, entry in enumerate(chats, start=1):
-        where = f"TELEGRAM_CHAT_ID entry {position}"
-        chat, _, fragment = entry.partition("#")
-        if not _TELEGRAM_CHAT.match(chat.strip()):
-            raise ConfigError(f"{where} must be a chat id (-100…) or a @channelusername")
-        url = f"{base}/bot{token}/sendMessage"
-        specs.append(_spec("telegram", position, where, fragment, url, {"chat_id": chat.strip()}))
-    return specs
-
-
-def _rate(value: str, where: str) -> tuple[int, float]:
-    count, _, period = value.partition("/")
-    try:
-        messages = int(count)
-    except ValueError:
-        messages = 0
-    if messages < 1 or not period:
-        raise ConfigError(f"{where}: rate must look like 1/1s or 5/2s (messages per period)")
-    seconds = parse_duration(period, where + " rate")
-    if seconds <= 0:
-        raise ConfigError(f"{where}: rate period must be positive")
-    return messages, seconds

@@ -304,16 +304,8 @@ class Delivery:
             state.state = DEAD
 
             def dead(pipe: Any) -> None:
-                self._save(pipe)
-                pipe.zrem(INFLIGHT, self.member)
-                pipe.zadd(DEAD_LETTERS, {self.member: time.time()})
-                # Dead letters are kept at least as long as their event: both get a fresh TTL.
-                for key in (event_key(self.event_id), deliveries_key(self.event_id)):
-                    pipe.expire(key, settings.dedup_ttl)
-                record_delivery(pipe, target, "dead")
-                activity.outcome(
-                    pipe, self.event_id, target, "dead", settings.dedup_ttl, attempt=self.attempt, reason=outcome.reason
-                )
+                self.state.at = _now()
+                dead_writes(pipe, self.event_id, target, state, settings.dedup_ttl)
 
             if self._finish(dead):
                 if outcome.status == 400 or "invalid_payload" in outcome.reason:
@@ -357,6 +349,34 @@ class Delivery:
         if self._finish(retry):
             extra = {**self.context, "reason": reason, "next_attempt": attempt, "delay_s": round(delay, 2)}
             log.log(logging.INFO if outcome == "paced" else logging.WARNING, "retrying", extra=extra)
+
+
+def dead_writes(pipe: Any, event_id: str, target: str, state: DeliveryState, ttl: int) -> None:
+    """The writes of a delivery that ends dead, whatever ended it (out of attempts, refused for
+    good, swept too often, its target gone from the configuration): its state, the dead letter,
+    the in-flight mark dropped, fresh TTLs (a dead letter lives at least as long as its event),
+    the metric, and the page's records (timeline, the target's last failure, its waiting list)."""
+    member = f"{event_id}/{target}"
+    pipe.hset(deliveries_key(event_id), target, state.to_json())
+    pipe.zrem(INFLIGHT, member)
+    pipe.zadd(DEAD_LETTERS, {member: time.time()})
+    for key in (event_key(event_id), deliveries_key(event_id)):
+        pipe.expire(key, ttl)
+    record_delivery(pipe, target, "dead")
+    activity.outcome(pipe, event_id, target, "dead", ttl, attempt=state.attempt, reason=state.reason)
+
+
+def dead_letter(connection: redis.Redis, ttl: int, event_id: str, target: str, reason: str) -> DeliveryState:
+    """Settle a delivery as dead outside an attempt (the sweeper, a target no longer configured):
+    the same writes as an attempt's, in one transaction. Returns the state written."""
+    raw = connection.hget(deliveries_key(event_id), target)
+    state = DeliveryState.from_json(raw)
+    state.state, state.reason, state.next_at, state.at = DEAD, reason, None, _now()
+    with connection.pipeline(transaction=True) as pipe:
+        dead_writes(pipe, event_id, target, state, ttl)
+        pipe.execute()
+    log.error("dead", extra={"event_id": event_id, "target": target, "attempt": state.attempt, "reason": reason})
+    return state
 
 
 def _now() -> str:

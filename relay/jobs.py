@@ -38,12 +38,12 @@ import rq
 from relay import polling
 from relay.config import Settings
 from relay.connection import connect
-from relay.delivery import Context, Delivery, lock_seconds
+from relay.delivery import Context, Delivery, dead_letter, lock_seconds
 from relay.ingest import Ingest
 from relay.outage import OUTAGE
 from relay.queue import CRASH_RETRY, Batches, delivery_queue, enqueue_delivery
 from relay.ratelimit import RateLimiter
-from relay.store import DEAD, INFLIGHT, Store
+from relay.store import INFLIGHT, Store
 from relay.suno import Event
 from relay.suno_api import SunoClient
 from relay.targets import Target, build_targets
@@ -267,7 +267,6 @@ def deliver(
     """Post one event to one target; returns what happened (kept by RQ only on failure).
     ``event``: when the caller has it (else the delivery's first step reads it)."""
     rt = runtime()
-    context = {"event_id": event_id, "target": target_name, "attempt": attempt}
     if OUTAGE.stopping.is_set():
         # Shutting down: not started, so hand it straight back (the in-flight mark is dropped
         # with the job queued, so nothing waits for the sweeper).
@@ -276,11 +275,12 @@ def deliver(
         return "handed back at shutdown"
     target = rt.targets.get(target_name)
     if target is None:
-        state = rt.store.delivery(event_id, target_name)
-        state.state, state.reason = DEAD, "target is not configured on this worker"
-        rt.store.mark_dead(event_id, target_name, state, time.time())
+        OUTAGE.call(
+            lambda: dead_letter(
+                rt.redis, rt.settings.dedup_ttl, event_id, target_name, "target is not configured on this worker"
+            )
+        )
         begun()
-        log.error("dead", extra={**context, "reason": state.reason})
         return "dead"
     return Delivery(rt.context, event_id, target, attempt, force, booked, event).run(begun)
 

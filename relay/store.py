@@ -100,16 +100,6 @@ class Store:
         client = pipeline if pipeline is not None else self.redis
         client.hset(deliveries_key(event_id), target, state.to_json())
 
-    def mark_dead(self, event_id: str, target: str, state: DeliveryState, when: float) -> None:
-        """Dead letters are kept at least as long as their event: both get a fresh TTL."""
-        with self.redis.pipeline() as pipe:
-            self.save_delivery(event_id, target, state, pipeline=pipe)
-            pipe.zadd(DEAD_LETTERS, {f"{event_id}/{target}": when})
-            pipe.zrem(INFLIGHT, f"{event_id}/{target}")  # settled: nothing for the sweeper to hand on
-            for key in (event_key(event_id), deliveries_key(event_id)):
-                pipe.expire(key, self.ttl)
-            pipe.execute()
-
     def dead_letters(self) -> list[tuple[str, str, float]]:
         entries = self.redis.zrange(DEAD_LETTERS, 0, -1, withscores=True)
         letters = []

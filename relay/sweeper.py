@@ -26,10 +26,11 @@ import redis
 import rq
 
 from relay import activity
+from relay.delivery import dead_letter
 from relay.outage import OUTAGE, is_outage
 from relay.queue import DueJobs, enqueue_delivery
 from relay.reconcile import due_to_run, reconcile
-from relay.store import DEAD, Store
+from relay.store import Store
 from relay.watch import Watchlist
 
 log = logging.getLogger("relay.sweeper")
@@ -54,9 +55,8 @@ def sweep(store: Store, queue: rq.Queue, now: float | None = None) -> int:
         store.redis.expire(sweeps_key, 86400)
         if sweeps > MAX_SWEEPS:
             last = f" (last error: {state.reason})" if state.reason else ""
-            state.state, state.reason = DEAD, f"abandoned {MAX_SWEEPS} times: the worker crashed or died on it{last}"
-            store.mark_dead(event_id, target, state, time.time())
-            log.error("dead", extra={**context, "reason": state.reason})
+            reason = f"abandoned {MAX_SWEEPS} times: the worker crashed or died on it{last}"
+            dead_letter(store.redis, store.ttl, event_id, target, reason)
             continue
         enqueue_delivery(queue, event_id, [target], attempt=max(state.attempt, 1))
         log.warning("abandoned delivery queued again", extra=context)

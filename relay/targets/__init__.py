@@ -1,8 +1,13 @@
-"""Delivery targets, one module per service over :mod:`relay.targets.base`."""
+"""Delivery targets, one module per service over :mod:`relay.targets.base`.
+
+Each target class declares its own facts (its variable, default rate, expected hosts, options,
+how ``check`` shows it); :mod:`relay.config` learns them from :data:`KINDS`. A new service is a
+module and a line in KINDS, nothing else (``tests/test_registry.py`` shows it)."""
 
 from __future__ import annotations
 
-from relay.config import Settings, TargetSpec
+from typing import TYPE_CHECKING
+
 from relay.http import Client
 from relay.targets.apprise import AppriseTarget
 from relay.targets.base import Outcome, Target
@@ -12,11 +17,16 @@ from relay.targets.googlechat import GoogleChatTarget
 from relay.targets.mattermost import MattermostTarget
 from relay.targets.ntfy import NtfyTarget
 from relay.targets.slack import SlackTarget
+from relay.targets.spec import TargetSpec
 from relay.targets.teams import TeamsTarget
 from relay.targets.telegram import TelegramTarget
 from relay.targets.webhook import WebhookTarget
 
-# One line per service: a new service is a module and a line here.
+if TYPE_CHECKING:
+    from relay.config import Settings
+
+# One line per service, in the order their targets are listed: a new service is a module and a
+# line here. The console stands in when no other target is configured.
 KINDS: dict[str, type[Target]] = {
     cls.kind: cls
     for cls in (
@@ -24,11 +34,11 @@ KINDS: dict[str, type[Target]] = {
         DiscordTarget,
         WebhookTarget,
         TeamsTarget,
-        TelegramTarget,
         GoogleChatTarget,
         MattermostTarget,
         NtfyTarget,
         AppriseTarget,
+        TelegramTarget,
         ConsoleTarget,
     )
 }

@@ -14,11 +14,13 @@ native target (Slack, Discord, Teams, Telegram, Google Chat, Mattermost, ntfy), 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from relay.suno import Event
 from relay.targets.base import Outcome, Target, cards, failure_text, truncate
+from relay.targets.spec import ConfigError, TargetSpec
 
 logging.getLogger("apprise").setLevel(logging.CRITICAL + 1)  # nothing of Apprise's reaches our logs
 logging.getLogger("apprise").propagate = False
@@ -39,8 +41,25 @@ def with_options(url: str, timeout: float) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def _apprise_knows(url: str) -> bool:
+    import apprise  # only when APPRISE_URLS is set
+
+    return apprise.Apprise.instantiate(url) is not None
+
+
 class AppriseTarget(Target):
     kind = "apprise"
+    variable = "APPRISE_URLS"
+    default_rate = (1, 1.0)
+
+    @classmethod
+    def check_url(cls, entry: str, parts: Any, where: str) -> None:
+        if not re.match(r"^[a-z][a-z0-9+.-]*://", entry) or not _apprise_knows(entry.partition("#")[0]):
+            raise ConfigError(f"{where} is not an Apprise URL Apprise knows (scheme://…)")
+
+    @classmethod
+    def where(cls, spec: TargetSpec) -> str:
+        return urlsplit(spec.url).scheme + "://"  # not an HTTP URL: its scheme says the service
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

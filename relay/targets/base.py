@@ -12,15 +12,23 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from relay import http
-from relay.config import TargetSpec
 from relay.http import Answer
 from relay.suno import Event
+from relay.targets.spec import (
+    COMMON_OPTIONS,
+    ConfigError,
+    TargetSpec,
+    Variable,
+    build_spec,
+    entries,
+    parse_options,
+)
 
 # Nothing is cut silently: past this many messages for one event, the last message says how much
 # was left out. 20 Slack messages hold ~3 MB of text, far beyond any lyrics.
@@ -57,6 +65,55 @@ class Target:
     :meth:`omitted` (the note that ends an event too long for :data:`MAX_MESSAGES`)."""
 
     kind: ClassVar[str] = ""
+
+    # What the configuration knows of this kind (relay.config asks the registry, relay.targets):
+    # the variable listing its targets (comma-separated), the other variables it reads, its
+    # default `rate`, the hosts its URLs have (a warning otherwise), its own options after '#',
+    # and whether it gets every event by default (progress stages too) or what a person reads.
+    variable: ClassVar[str] = ""
+    other_variables: ClassVar[tuple[Variable, ...]] = ()
+    default_rate: ClassVar[tuple[int, float]] = (1, 1.0)
+    expected_hosts: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[frozenset[str]] = frozenset()
+    every_event: ClassVar[bool] = False
+
+    @classmethod
+    def variables(cls) -> tuple[Variable, ...]:
+        """Every setting of this kind, for the configuration's registry of known variables."""
+        return ((Variable(cls.variable, deploy=True, secret=True),) if cls.variable else ()) + cls.other_variables
+
+    @classmethod
+    def specs(cls, env: Mapping[str, str]) -> list[TargetSpec]:
+        """This kind's targets in ``env``: one per entry of :attr:`variable`, options after '#'."""
+        found = []
+        for position, entry in enumerate(entries(env, cls.variable) if cls.variable else [], start=1):
+            where = f"{cls.variable} entry {position}"
+            parts = urlsplit(entry)
+            cls.check_url(entry, parts, where)
+            options = parse_options(parts.fragment, where, COMMON_OPTIONS | cls.options)
+            url = urlunsplit(parts._replace(fragment=""))
+            extra = cls.extra_of(env, options, where)
+            found.append(build_spec(cls.kind, position, where, options, url, extra, cls.default_rate, cls.every_event))
+        return found
+
+    @classmethod
+    def check_url(cls, entry: str, parts: Any, where: str) -> None:
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"{where} is not an http(s) URL")
+
+    @classmethod
+    def extra_of(cls, env: Mapping[str, str], options: Mapping[str, str], where: str) -> dict[str, str]:
+        """Kind-specific values a target carries besides its URL (a token, a chat id)."""
+        return {}
+
+    @classmethod
+    def check_environment(cls, env: Mapping[str, str], specs: list[TargetSpec]) -> None:
+        """A setting of this kind that makes no sense as given (a secret without its target)."""
+
+    @classmethod
+    def where(cls, spec: TargetSpec) -> str:
+        """Where it posts, as ``check`` shows it: the host only (the rest of a URL is a secret)."""
+        return urlsplit(spec.url).hostname or "?"
 
     # Cards one message of this service shows with room to spare (its block, embed or size
     # limits); more become a last card saying how many were left out (fit_cards), never a cut.

@@ -8,10 +8,16 @@ from typing import Any
 
 from relay.suno import Event
 from relay.targets.base import Outcome, Target, cards, failure_text
+from relay.targets.spec import TargetSpec
 
 
 class ConsoleTarget(Target):
     kind = "console"
+    default_rate = (1000, 1.0)
+
+    @classmethod
+    def where(cls, spec: TargetSpec) -> str:
+        return "stdout"
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         if event.kind != "lyrics":

@@ -59,6 +59,9 @@ def _size(embed: dict[str, Any]) -> int:
 
 class DiscordTarget(Target):
     kind = "discord"
+    variable = "DISCORD_WEBHOOK_URL"
+    default_rate = (5, 2.0)  # Discord: 5 requests per 2 s per webhook
+    expected_hosts = ("discord.com", "discordapp.com")
     max_cards = 10  # 10 embeds a message
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:

@@ -53,6 +53,9 @@ def thread_key(task_id: str) -> str:
 
 class GoogleChatTarget(Target):
     kind = "googlechat"
+    variable = "GOOGLE_CHAT_WEBHOOK_URL"
+    default_rate = (1, 1.0)  # Google Chat: 60 a minute per space, all apps together
+    expected_hosts = ("chat.googleapis.com",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

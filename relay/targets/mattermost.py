@@ -46,6 +46,8 @@ def _escape_keeping_tags(text: str) -> str:
 
 class MattermostTarget(Target):
     kind = "mattermost"
+    variable = "MATTERMOST_WEBHOOK_URL"
+    default_rate = (5, 1.0)  # Mattermost: 10/s where limited at all
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         posts: list[str] = []

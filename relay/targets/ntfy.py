@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.header
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from relay.http import Answer
@@ -31,6 +32,7 @@ from relay.targets.base import (
     markdown_link,
     truncate,
 )
+from relay.targets.spec import ConfigError, TargetSpec, Variable
 
 MESSAGE_BYTES = 4096
 TITLE_LIMIT = 200
@@ -63,6 +65,19 @@ def fit_bytes(text: str, limit: int) -> list[str]:
 
 class NtfyTarget(Target):
     kind = "ntfy"
+    variable = "NTFY_URL"
+    other_variables = (Variable("NTFY_TOKEN", deploy=True, secret=True),)
+    default_rate = (12, 60.0)  # ntfy.sh: a burst of 60, then one per 5 s
+
+    @classmethod
+    def extra_of(cls, env: Mapping[str, str], options: Mapping[str, str], where: str) -> dict[str, str]:
+        return {"token": env.get("NTFY_TOKEN", "").strip()}
+
+    @classmethod
+    def check_environment(cls, env: Mapping[str, str], specs: list[TargetSpec]) -> None:
+        if env.get("NTFY_TOKEN", "").strip() and not specs:
+            raise ConfigError("NTFY_TOKEN is set but NTFY_URL is not")
+
     max_cards = 8  # 4,096 bytes a message
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:

@@ -59,6 +59,9 @@ def _context(text: str) -> dict[str, Any]:
 
 class SlackTarget(Target):
     kind = "slack"
+    variable = "SLACK_WEBHOOK_URL"
+    default_rate = (1, 1.0)  # Slack: 1 message/s per incoming webhook
+    expected_hosts = ("hooks.slack.com",)
     max_cards = 20  # 50 blocks a message: a header and a section a card, the footer
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:

@@ -82,6 +82,9 @@ def _size(message: dict[str, Any]) -> int:
 
 class TeamsTarget(Target):
     kind = "teams"
+    variable = "TEAMS_WEBHOOK_URL"
+    default_rate = (1, 1.0)  # Teams flows publish no figure: conservative
+    expected_hosts = ("logic.azure.com", "powerautomate.com", "powerplatform.com")
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []

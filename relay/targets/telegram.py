@@ -13,7 +13,10 @@ answers 400 with ``parameters.migrate_to_chat_id``: the dead letter says which i
 from __future__ import annotations
 
 import html
+import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from relay.http import Answer
 from relay.suno import Event, Lyric
@@ -30,7 +33,10 @@ from relay.targets.base import (
     short_text,
     truncate,
 )
+from relay.targets.spec import COMMON_OPTIONS, ConfigError, TargetSpec, Variable, build_spec, entries, parse_options
 
+_TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{20,}$")
+_CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
 TEXT_LIMIT = 3900  # of 4096, room for the title and a part marker
 TITLE_LIMIT = 200
 
@@ -41,6 +47,48 @@ def escape(text: str) -> str:
 
 class TelegramTarget(Target):
     kind = "telegram"
+    variable = "TELEGRAM_CHAT_ID"  # chat ids (not secret); the token is the secret
+    other_variables = (
+        Variable("TELEGRAM_BOT_TOKEN", deploy=True, secret=True),
+        Variable("TELEGRAM_API_BASE"),
+    )
+    default_rate = (20, 60.0)  # about 1/s per chat, 20 a minute per group
+    options = frozenset({"topic"})
+
+    @classmethod
+    def variables(cls) -> tuple[Variable, ...]:
+        return (Variable(cls.variable, deploy=True), *cls.other_variables)
+
+    @classmethod
+    def specs(cls, env: Mapping[str, str]) -> list[TargetSpec]:
+        """``TELEGRAM_BOT_TOKEN`` + ``TELEGRAM_CHAT_ID`` (``-100123#name=songs&topic=42``, …)."""
+        token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+        chats = entries(env, "TELEGRAM_CHAT_ID")
+        if bool(token) != bool(chats):
+            raise ConfigError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID go together: set both, or neither")
+        if not token:
+            return []
+        if not _TOKEN.match(token):
+            raise ConfigError("TELEGRAM_BOT_TOKEN must look like 123456789:AAE… (from @BotFather)")
+        base = env.get("TELEGRAM_API_BASE", "").strip().rstrip("/") or "https://api.telegram.org"
+        if urlsplit(base).scheme not in {"http", "https"} or not urlsplit(base).hostname:
+            raise ConfigError("TELEGRAM_API_BASE must be an http(s) URL")
+        specs = []
+        for position, entry in enumerate(chats, start=1):
+            where = f"TELEGRAM_CHAT_ID entry {position}"
+            chat, _, fragment = entry.partition("#")
+            if not _CHAT.match(chat.strip()):
+                raise ConfigError(f"{where} must be a chat id (-100…) or a @channelusername")
+            options = parse_options(fragment, where, COMMON_OPTIONS | cls.options)
+            extra = {"chat_id": chat.strip()}
+            if "topic" in options:
+                if not options["topic"].isdigit():
+                    raise ConfigError(f"{where}: topic must be a forum topic's number")
+                extra["topic"] = options["topic"]
+            url = f"{base}/bot{token}/sendMessage"
+            specs.append(build_spec(cls.kind, position, where, options, url, extra, cls.default_rate))
+        return specs
+
     max_cards = 8  # 4,096 characters a message
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:

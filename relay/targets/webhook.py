@@ -12,10 +12,12 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from relay.suno import Event
 from relay.targets.base import Target
+from relay.targets.spec import ConfigError, TargetSpec, Variable
 
 
 def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
@@ -25,6 +27,15 @@ def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
 
 class WebhookTarget(Target):
     kind = "webhook"
+    variable = "RELAY_WEBHOOK_URL"
+    other_variables = (Variable("RELAY_WEBHOOK_SECRET", deploy=True, secret=True),)
+    default_rate = (10, 1.0)
+    every_event = True  # a program reads it: progress stages too
+
+    @classmethod
+    def check_environment(cls, env: Mapping[str, str], specs: list[TargetSpec]) -> None:
+        if env.get("RELAY_WEBHOOK_SECRET", "").strip() and not specs:
+            raise ConfigError("RELAY_WEBHOOK_SECRET is set but RELAY_WEBHOOK_URL is not")
 
     def __init__(self, *args: Any, secret: bytes = b"", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
