@@ -45,8 +45,8 @@ _check_configuration()
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# gevent with deadlines for slow clients, JSON errors: see relay/webserver.py.
-worker_class = "relay.webserver.RelayWebWorker"
+# gevent with deadlines for slow clients, JSON errors: see relay/web/server.py.
+worker_class = "relay.web.server.RelayWebWorker"
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 # Below the platform router's 30 s, and far below Suno's 15 s in practice: a callback is a few ms.
 timeout = 20

@@ -1,114 +1,19 @@
-"""suno-relay: Suno callbacks (lyrics, songs, files) → team chats and signed webhooks."""
+"""suno-relay: Suno callbacks (lyrics, songs, files) → team chats and signed webhooks.
+
+Importing the package imports nothing else: the worker, the CLI and :mod:`relay.suno` do not
+load Flask. The web app's factory lives in :mod:`relay.web` (``from relay import create_app``
+still works, lazily)."""
 
 from __future__ import annotations
 
-__version__ = "1.0.0"
-
-import json
-import logging
-from dataclasses import dataclass
 from typing import Any
 
-import redis
-import rq
-from flask import Flask, request
-from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from relay.config import Settings
-from relay.connection import connect
-from relay.dashboard import mount_dashboard
-from relay.ingest import Ingest
-from relay.logs import configure_logging
-from relay.metrics import CALLBACKS
-from relay.queue import delivery_queue
-from relay.store import Store
-from relay.suno_api import SunoClient
-from relay.watch import Watchlist
-
-log = logging.getLogger("relay.web")
+__version__ = "1.0.0"
 
 
-@dataclass
-class Relay:
-    """What the web process holds: settings, Redis, the queue and the door."""
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from relay.web import create_app
 
-    settings: Settings
-    redis: redis.Redis
-    queue: rq.Queue
-    ingest: Ingest
-    store: Store
-    watchlist: Watchlist
-    suno: SunoClient
-
-
-def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
-    """Build the web app. Tests pass their own settings; production reads the environment."""
-    settings = settings or Settings.from_env()
-    settings.require_auth()
-    configure_logging(settings.log_level, settings.log_format)
-    connection = connection or connect(settings, timeout=2.0)
-    queue = delivery_queue(settings, connection)
-
-    app = Flask(__name__)
-    # `//callbacks/…` is a 404, not a redirect whose Location would repeat the ?token=….
-    app.url_map.merge_slashes = False
-    # X-Forwarded-For / -Proto / -Host are believed for RELAY_TRUSTED_PROXIES hops only (the
-    # platform's router): with none in front, a client could otherwise choose its logged address.
-    if settings.trusted_proxies:
-        hops = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
-    app.extensions["relay"] = Relay(
-        settings=settings,
-        redis=connection,
-        queue=queue,
-        ingest=Ingest(settings, connection, queue),
-        store=Store(connection, settings.dedup_ttl),
-        watchlist=Watchlist(connection, queue, settings.dedup_ttl),
-        suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
-    )
-
-    from relay.ui import bp as ui
-    from relay.web import BodyTooLarge, bp, count_rejected, error
-
-    app.register_blueprint(bp)
-    app.register_blueprint(ui)
-    mount_dashboard(app, settings, connection)
-
-    @app.errorhandler(BodyTooLarge)
-    def too_large(_exc: Exception) -> Any:
-        CALLBACKS.labels("too_large").inc()
-        if request.path.startswith("/callbacks/"):
-            count_rejected()
-            log.warning("rejected", extra={"reason": "body too large", "client": request.remote_addr})
-        response = error(413, f"body is larger than RELAY_MAX_BODY_BYTES ({settings.max_body_bytes} bytes)")
-        response.headers["Connection"] = "close"  # the rest of the body is not read
-        return response
-
-    @app.after_request
-    def json_options(response: Any) -> Any:
-        # Flask answers OPTIONS itself with an empty body: say the allowed methods in JSON too.
-        if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
-            response.set_data(json.dumps({"allow": sorted(response.allow)}))
-            response.mimetype = "application/json"
-        return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        if exc.code == 413:
-            return too_large(exc)
-        return error(exc.code or 500, exc.description or exc.name)
-
-    @app.errorhandler(redis.RedisError)
-    def storage_unavailable(_exc: Exception) -> Any:
-        # Any route, the mounted dashboard's included: Redis away or hung is a 503, never a 500.
-        return error(503, "storage unavailable, retry later", **{"Retry-After": "30"})
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Any:
-        log.exception("unexpected error")
-        return error(500, "internal error")
-
-    return app
+        return create_app
+    raise AttributeError(f"module 'relay' has no attribute {name!r}")

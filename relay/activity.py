@@ -1,4 +1,4 @@
-"""What happened, for the operator's page (:mod:`relay.ui`) and ``status``: each event's timeline,
+"""What happened, for the operator's page (:mod:`relay.web.page`) and ``status``: each event's timeline,
 the recent tasks, counts per ten minutes, and each target's last success, last failure and
 waiting deliveries.
 
@@ -26,28 +26,13 @@ from typing import Any
 import orjson
 import redis
 
-RECENT = "relay:recent"
+from relay.keys import RECENT, log_key, stats_key, target_key, waiting_key
+
 BUCKET = 600  # seconds of one stats bucket
 STATS_TTL = 86400 + BUCKET  # a day of buckets
 MAX_LOG = 200
 MAX_RECENT = 20_000
 COUNTS = ("received", "duplicate", "rejected", "delivered", "retrying", "paced", "dead")
-
-
-def log_key(event_id: str) -> str:
-    return f"relay:log:{event_id}"
-
-
-def stats_key(bucket: int) -> str:
-    return f"relay:stats:{bucket}"
-
-
-def target_key(name: str) -> str:
-    return f"relay:target:{name}"
-
-
-def waiting_key(name: str) -> str:
-    return f"relay:waiting:{name}"
 
 
 def iso(timestamp: float) -> str:

@@ -23,6 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from relay.keys import DELIVERY_COUNTS as DELIVERIES
+from relay.keys import DELIVERY_LATENCY as LATENCY
 from relay.store import DEAD_LETTERS, Store
 
 # Not registered globally: scrape() puts them in each scrape's registry (or the files do).
@@ -34,8 +36,6 @@ INGEST_SECONDS = Histogram(
     registry=None,
 )
 
-DELIVERIES = "relay:metrics:deliveries"  # hash "<target>|<outcome>" → count
-LATENCY = "relay:metrics:latency"  # hash "<target>|<bucket le>" → count; "<target>|sum" → milliseconds
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, math.inf)
 
 

@@ -12,14 +12,13 @@ import random
 import time
 from typing import Any
 
+from relay.keys import PROVIDER_COOLDOWN, PROVIDER_ERRORS
 from relay.suno import PayloadError, from_record, music, timed_out
 from relay.suno_api import SunoAPIError
 
 log = logging.getLogger("relay.jobs")
 # Waits for a rate-limit slot up to this long inside the job; a longer one is rescheduled.
 MAX_PACING_SLEEP = 5.0
-PROVIDER_COOLDOWN = "relay:suno:cooldown"
-PROVIDER_ERRORS = "relay:suno:errors"
 MAX_PROVIDER_BACKOFF = 600.0
 
 

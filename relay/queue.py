@@ -27,6 +27,7 @@ from rq import Retry
 from rq.job import Job
 
 from relay.config import Settings
+from relay.keys import BATCH_PREFIX
 
 DISPATCH = "relay.jobs.dispatch"
 # RQ's own retry covers only what our job cannot handle itself: a worker killed mid-job (an
@@ -199,7 +200,7 @@ class Batches:
 
     BACKLOG_SECONDS = 0.02
     MAX = 16
-    PREFIX = "relay:batch:"
+    PREFIX = BATCH_PREFIX
 
     def __init__(self, queue: rq.Queue) -> None:
         self.queue = queue

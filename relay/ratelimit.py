@@ -18,6 +18,8 @@ import math
 
 import redis
 
+from relay.keys import rate_key
+
 # Lua: book(key, interval_ms, max_wait_ms) → milliseconds to wait for the booked slot; a wait over
 # max_wait_ms books nothing (and is returned as it is).
 BOOK = """
@@ -37,10 +39,6 @@ _RESERVE = BOOK + "return book(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))"
 
 SPACING_MARGIN = 1.1
 NO_LIMIT_MS = 10**12  # "book whatever the wait"
-
-
-def rate_key(name: str) -> str:
-    return f"relay:rate:{name}"
 
 
 def interval_ms(count: int, period: float) -> int:

@@ -1,19 +1,6 @@
-"""The relay's Redis layout, in one place. Nothing here holds a secret: targets appear by name.
-
-- ``relay:event:<event id>``      the normalised event (JSON); doubles as the dedup record; TTL
-  ``RELAY_DEDUP_TTL``.
-- ``relay:task:<task id>``        set of the task's event ids (for status look-ups); same TTL.
-- ``relay:deliveries:<event id>`` hash, target name → delivery state (JSON); same TTL.
-- ``relay:lock:<event id>:<target>`` held while one worker posts to one target.
-- ``relay:dead``                  sorted set of ``<event id>/<target>`` by time of death.
-- ``relay:inflight``              sorted set of ``<event id>/<target>`` being posted, by the time
-  the poster's lock runs out (see :mod:`relay.sweeper`).
-- ``relay:workers``               sorted set of worker names by their last heartbeat (seconds).
-- ``relay:worker-targets``        hash, worker name → the names of the targets it delivers to.
-- ``relay:reconcile``             held for a while by the worker that last looked for deliveries
-  whose job was lost (:mod:`relay.reconcile`).
-
-How a delivery moves through these keys is :mod:`relay.delivery`'s business.
+"""Reads and writes of events, their delivery states, dead letters and workers. The keys (and
+what each holds) are named in :mod:`relay.keys`; how a delivery moves through them is
+:mod:`relay.delivery`'s business.
 """
 
 from __future__ import annotations
@@ -25,33 +12,23 @@ from typing import Any
 
 import redis
 
+from relay.keys import (  # noqa: F401 - re-exported: the store's vocabulary
+    DEAD_LETTERS,
+    INFLIGHT,
+    RECONCILE_LOCK,
+    WORKER_TARGETS,
+    WORKERS,
+    deliveries_key,
+    event_key,
+    lock_key,
+    task_key,
+)
 from relay.suno import Event, now_rfc3339
 
-DEAD_LETTERS = "relay:dead"
-INFLIGHT = "relay:inflight"
-WORKERS = "relay:workers"
-RECONCILE_LOCK = "relay:reconcile"  # held by the worker whose sweeper looks for lost jobs (relay.reconcile)
-WORKER_TARGETS = "relay:worker-targets"  # hash: worker name → its target names, comma-separated
 # A worker beats every second (relay.sweeper); one silent for longer than this is gone.
 WORKER_SILENCE = 10.0
 
 QUEUED, SENDING, RETRYING, DELIVERED, DEAD = "queued", "sending", "retrying", "delivered", "dead"
-
-
-def event_key(event_id: str) -> str:
-    return f"relay:event:{event_id}"
-
-
-def task_key(task_id: str) -> str:
-    return f"relay:task:{task_id}"
-
-
-def deliveries_key(event_id: str) -> str:
-    return f"relay:deliveries:{event_id}"
-
-
-def lock_key(event_id: str, target: str) -> str:
-    return f"relay:lock:{event_id}:{target}"
 
 
 @dataclass

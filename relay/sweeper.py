@@ -27,6 +27,7 @@ import rq
 
 from relay import activity
 from relay.delivery import dead_letter
+from relay.keys import sweeps_key
 from relay.outage import OUTAGE, is_outage
 from relay.queue import DueJobs, enqueue_delivery
 from relay.reconcile import due_to_run, reconcile
@@ -50,9 +51,8 @@ def sweep(store: Store, queue: rq.Queue, now: float | None = None) -> int:
             continue
         context = {"event_id": event_id, "target": target}
         state = store.delivery(event_id, target)
-        sweeps_key = f"relay:sweeps:{event_id}/{target}"
-        sweeps = store.redis.incr(sweeps_key)
-        store.redis.expire(sweeps_key, 86400)
+        sweeps = store.redis.incr(sweeps_key(event_id, target))
+        store.redis.expire(sweeps_key(event_id, target), 86400)
         if sweeps > MAX_SWEEPS:
             last = f" (last error: {state.reason})" if state.reason else ""
             reason = f"abandoned {MAX_SWEEPS} times: the worker crashed or died on it{last}"

@@ -16,10 +16,10 @@ import redis
 import rq
 
 from relay.config import Settings
+from relay.keys import WATCHLIST, watch_key
 from relay.queue import CRASH_RETRY
 from relay.suno_api import SunoAPIError, SunoClient
 
-WATCHLIST = "relay:watch"
 POLL = "relay.jobs.poll"
 # Sent as callBackUrl in poll mode without RELAY_PUBLIC_URL: the API requires one; nothing
 # listens there and no token goes with it.
@@ -33,10 +33,6 @@ if score and tonumber(score) < tonumber(ARGV[2]) then
 end
 return 0
 """
-
-
-def watch_key(task_id: str) -> str:
-    return f"relay:watch:{task_id}"
 
 
 @dataclass

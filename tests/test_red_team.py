@@ -127,7 +127,7 @@ def test_every_page_carries_the_security_headers(web) -> None:
 def test_three_requests_that_answered_500(web) -> None:
     from relay import create_app
     from relay.config import Settings
-    from relay.ui import csrf_token
+    from relay.web.page import csrf_token
 
     processes, _, server = web
     base = processes.base_url

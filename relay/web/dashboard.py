@@ -1,5 +1,5 @@
 """The RQ dashboard (rq-dashboard) under ``/rq``, and the basic auth it shares with the relay's
-own page (``/ui``, :mod:`relay.ui`); both off unless ``RELAY_DASHBOARD_USER`` and
+own page (``/ui``, :mod:`relay.web.page`); both off unless ``RELAY_DASHBOARD_USER`` and
 ``RELAY_DASHBOARD_PASSWORD`` are set."""
 
 from __future__ import annotations

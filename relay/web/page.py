@@ -1,6 +1,6 @@
 """The operator's page (``/ui``): what happened to each task, and one click to fix it.
 
-Served by the web process, server-rendered (Jinja2 templates in ``relay/templates/ui``, one
+Served by the web process, server-rendered (Jinja2 templates in ``relay/web/templates/ui``, one
 stylesheet), no JavaScript. Off unless ``RELAY_DASHBOARD_USER`` and ``RELAY_DASHBOARD_PASSWORD``
 are set (the same credentials as ``/rq``), behind HTTP basic auth. Actions (replay, discard) are
 POST only, carry a CSRF token derived from the password (a page of another site cannot know
@@ -24,11 +24,11 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 
 from relay import activity
 from relay.admin import dead_letters, discard_dead, replay_events, task_status
-from relay.dashboard import authenticated_user, challenge
 from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING
 from relay.suno import Event
 from relay.targets import build_targets
 from relay.watch import WATCHLIST
+from relay.web.dashboard import authenticated_user, challenge
 
 log = logging.getLogger("relay.ui")
 _SAFE_NEXT = re.compile(r"^/ui(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%=&+-]*)?$")
