@@ -200,9 +200,9 @@ def test_render_yaml_shares_one_group_between_web_and_worker() -> None:
     assert services["keyvalue"]["maxmemoryPolicy"] == "noeviction"
 
 
-def test_readme_deploy_section_has_the_buttons() -> None:
+def test_readme_deploy_section_has_the_buttons_and_the_guide_every_platform() -> None:
     readme = (ROOT / "README.md").read_text()
-    deploy = readme[readme.index("## Deploy") :]
+    deploy = readme[readme.index("## Deploy") : readme.index("## Read on")]
     assert (
         "https://www.herokucdn.com/deploy/button.svg" in deploy
         and "https://render.com/images/deploy-to-render-button.svg" in deploy

@@ -214,4 +214,6 @@ def test_the_page_is_off_without_credentials(make_settings, redis_conn) -> None:
 def test_screenshots_are_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "docs/ui-overview.png" in readme and "docs/ui-task.png" in readme
+    operating = (ROOT / "docs" / "operating.md").read_text()
+    assert "(ui-overview.png)" in operating and "(ui-task.png)" in operating
     assert all((DOCS / name).exists() for name in ("ui-overview.png", "ui-task.png"))  # committed with the code
