@@ -134,12 +134,11 @@ def worker_connections(settings: Settings):
     return connect(settings), connect(settings)
 
 
-def _store_and_queue(settings: Settings):
-    from relay.queue import delivery_queue
-    from relay.store import Store
+def _store_and_queue(settings: Settings):  # type: ignore[no-untyped-def]
+    from relay.runtime import build
 
-    connection = connect(settings)
-    return Store(connection, settings.dedup_ttl), delivery_queue(settings, connection)
+    runtime = build(settings)  # the same composition root as web and worker
+    return runtime.store, runtime.queue
 
 
 @cli.command()

@@ -7,40 +7,21 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import redis
-import rq
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from relay.config import Settings
 from relay.connection import connect
-from relay.ingest import Ingest
 from relay.logs import configure_logging
 from relay.metrics import CALLBACKS
-from relay.queue import delivery_queue
-from relay.store import Store
-from relay.suno_api import SunoClient
-from relay.watch import Watchlist
+from relay.runtime import build
 from relay.web.dashboard import mount_dashboard
 
 log = logging.getLogger("relay.web")
-
-
-@dataclass
-class Relay:
-    """What the web process holds: settings, Redis, the queue and the door."""
-
-    settings: Settings
-    redis: redis.Redis
-    queue: rq.Queue
-    ingest: Ingest
-    store: Store
-    watchlist: Watchlist
-    suno: SunoClient
 
 
 def create_app(settings: Settings | None = None, connection: redis.Redis | None = None) -> Flask:
@@ -49,7 +30,6 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     settings.require_auth()
     configure_logging(settings.log_level, settings.log_format)
     connection = connection or connect(settings, timeout=2.0)
-    queue = delivery_queue(settings, connection)
 
     app = Flask(__name__)
     # `//callbacks/…` is a 404, not a redirect whose Location would repeat the ?token=….
@@ -61,15 +41,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["relay"] = Relay(
-        settings=settings,
-        redis=connection,
-        queue=queue,
-        ingest=Ingest(settings, connection, queue),
-        store=Store(connection, settings.dedup_ttl),
-        watchlist=Watchlist(connection, queue, settings.dedup_ttl),
-        suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
-    )
+    # The runtime every process builds the same way (relay.runtime): the door, the store, the queue.
+    app.extensions["relay"] = build(settings, connection)
 
     from relay.web.page import bp as ui
     from relay.web.views import BodyTooLarge, bp, count_rejected, error

@@ -26,7 +26,6 @@ from relay import activity
 from relay.admin import dead_letters, discard_dead, replay_events, task_status
 from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING
 from relay.suno import Event
-from relay.targets import build_targets
 from relay.watch import WATCHLIST
 from relay.web.dashboard import authenticated_user, challenge
 
@@ -188,7 +187,7 @@ def tasks() -> str:
 
 def previews(event: Event, names: list[str]) -> dict[str, str]:
     """What each target was sent, rendered again from the stored event (no URL is in a message)."""
-    targets = build_targets(_relay().settings)
+    targets = _relay().targets  # built once, with the app
     shown = {}
     for name in names:
         target = targets.get(name)
