@@ -35,6 +35,7 @@ import redis
 import rq
 
 from relay import activity
+from relay.activity import iso
 from relay.config import Settings
 from relay.metrics import record_delivery
 from relay.outage import OUTAGE
@@ -128,10 +129,6 @@ def backoff_delay(settings: Settings, attempt: int) -> float:
     schedule = settings.backoff
     base = schedule[min(attempt, len(schedule)) - 1]
     return base * random.uniform(0.8, 1.2)
-
-
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _since(rfc3339: str) -> float:
@@ -309,9 +306,7 @@ class Delivery:
 
             if self._finish(dead):
                 if outcome.status == 400 or "invalid_payload" in outcome.reason:
-                    self.context["note"] = (
-                        "the target rejected our payload: a relay bug, please report it with this line"
-                    )
+                    self.context["note"] = BUG_NOTE
                 log.error("dead", extra={**self.context, "reason": outcome.reason})
             return f"dead: {outcome.reason}"
 

@@ -89,9 +89,6 @@ class Store:
         client = pipeline if pipeline is not None else self.redis
         client.zrem(DEAD_LETTERS, f"{event_id}/{target}")
 
-    def enter_inflight(self, event_id: str, targets: list[str], lock_expires_at: float) -> None:
-        self.redis.zadd(INFLIGHT, {f"{event_id}/{target}": lock_expires_at for target in targets})
-
     def abandoned(self, now: float) -> list[tuple[str, str]]:
         """Deliveries whose poster's lock ran out without it finishing (it died)."""
         members = self.redis.zrangebyscore(INFLIGHT, 0, now)

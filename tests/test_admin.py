@@ -163,7 +163,7 @@ def test_a_delivery_to_a_target_the_worker_lacks_is_dead_once_with_its_reason(re
 
     runtime, _env, _slack, _discord = relay_env
     event_id = deliver_all(runtime, sample)
-    runtime.store.enter_inflight(event_id, ["gone"], time.time() - 1)
+    runtime.redis.zadd("relay:inflight", {f"{event_id}/gone": time.time() - 1})
     assert jobs.deliver(event_id, "gone") == "dead"
     assert sweep(runtime.store, runtime.queue) == 0  # nothing left for the sweeper to loop on
     assert runtime.store.delivery(event_id, "gone").reason == "target is not configured on this worker"

@@ -220,7 +220,7 @@ def test_abandoned_delivery_is_handed_on_by_the_sweeper(relay_env, sample) -> No
     event = normalise(sample)
     ingest(runtime, event)
     runtime.queue.empty()  # as if the worker that took the job died mid-post
-    runtime.store.enter_inflight(event.id, ["slack"], time.time() - 1)
+    runtime.redis.zadd("relay:inflight", {f"{event.id}/slack": time.time() - 1})
     assert sweep(runtime.store, runtime.queue) == 1
     assert sweep(runtime.store, runtime.queue) == 0  # claimed once
     work(runtime)
@@ -236,15 +236,15 @@ def test_a_crash_keeps_the_in_flight_mark_and_repeated_crashes_end_dead(relay_en
         raise RuntimeError("a bug while rendering")
 
     runtime.targets["slack"].render = crash
-    runtime.store.enter_inflight(event.id, ["slack"], time.time() + 60)
+    runtime.redis.zadd("relay:inflight", {f"{event.id}/slack": time.time() + 60})
     with pytest.raises(RuntimeError):
         jobs.deliver(event.id, "slack")
     assert runtime.redis.zscore("relay:inflight", f"{event.id}/slack") is not None  # the sweeper's cue
     assert not runtime.redis.exists(lock_key(event.id, "slack"))
     for _ in range(MAX_SWEEPS):
-        runtime.store.enter_inflight(event.id, ["slack"], time.time() - 1)
+        runtime.redis.zadd("relay:inflight", {f"{event.id}/slack": time.time() - 1})
         assert sweep(runtime.store, runtime.queue) == 1
-    runtime.store.enter_inflight(event.id, ["slack"], time.time() - 1)
+    runtime.redis.zadd("relay:inflight", {f"{event.id}/slack": time.time() - 1})
     assert sweep(runtime.store, runtime.queue) == 0
     state = runtime.store.delivery(event.id, "slack")
     assert state.state == DEAD and "abandoned 5 times" in state.reason and slack.received == []

@@ -52,7 +52,6 @@ class Outcome:
     status: int | None = None
     permanent: bool = False
     retry_after: float | None = None  # seconds the target asked us to wait
-    paced: bool = False  # not sent: our own rate limit for the target says wait ``retry_after``
 
     @classmethod
     def delivered(cls, status: int) -> Outcome:
@@ -130,9 +129,6 @@ class Target:
 
     def __repr__(self) -> str:  # never show the URL
         return f"<{type(self).__name__} {self.name}>"
-
-    def wants(self, event: Event) -> bool:
-        return self.spec.wants(event.type)
 
     def render(self, event: Event) -> list[dict[str, Any]]:
         """The messages for ``event``, in the target's ``format`` (full, brief or title)."""

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     app.extensions["relay"] = build(settings, connection)
 
     from relay.web.page import bp as ui
-    from relay.web.views import BodyTooLarge, bp, count_rejected, error
+    from relay.web.views import BodyTooLarge, bp, count_rejected, error, unavailable
 
     app.register_blueprint(bp)
     app.register_blueprint(ui)
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     @app.errorhandler(redis.RedisError)
     def storage_unavailable(_exc: Exception) -> Any:
         # Any route, the mounted dashboard's included: Redis away or hung is a 503, never a 500.
-        return error(503, "storage unavailable, retry later", **{"Retry-After": "30"})
+        return unavailable()
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:

@@ -28,6 +28,7 @@ from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING
 from relay.suno import Event
 from relay.watch import WATCHLIST
 from relay.web.dashboard import authenticated_user, challenge
+from relay.web.views import unavailable
 
 log = logging.getLogger("relay.ui")
 _SAFE_NEXT = re.compile(r"^/ui(/[A-Za-z0-9._~%/-]*)?(\?[A-Za-z0-9._~%=&+-]*)?$")
@@ -106,13 +107,8 @@ def page(template: str, **values: Any) -> str:
 
 
 @bp.errorhandler(redis.RedisError)
-def unavailable(_exc: Exception) -> Response:
-    return Response(
-        json.dumps({"error": "storage unavailable, retry later"}),
-        503,
-        {"Retry-After": "30"},
-        mimetype="application/json",
-    )
+def storage_unavailable(_exc: Exception) -> Response:
+    return unavailable()
 
 
 @bp.get("")

@@ -27,6 +27,11 @@ RETRY_AFTER_SECONDS = 30
 SIGNATURE_TOLERANCE = 300
 
 
+def unavailable() -> Response:
+    """Redis away, hung or full: 503 with Retry-After, so that a callback's sender tries again."""
+    return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def error(status: int, message: str, **headers: str) -> Response:
     response = jsonify(error=message)
     response.status_code = status
@@ -101,7 +106,7 @@ def suno_callback(kind: str) -> Response:
     except redis.RedisError as exc:
         CALLBACKS.labels("unavailable").inc()
         log.error("redis unavailable", extra={"task_id": event.task_id, "reason": type(exc).__name__})
-        return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return unavailable()
     status = "received" if fresh else "duplicate"
     elapsed = time.perf_counter() - started
     CALLBACKS.labels(status).inc()
@@ -158,7 +163,7 @@ def submit_task() -> Response:
     except SubmitError as exc:
         return error(502 if exc.upstream else 400, str(exc))
     except redis.RedisError:
-        return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return unavailable()
     log.info("submitted", extra={"task_id": task_id, "client": request.remote_addr})
     response = jsonify(status="submitted", task_id=task_id, mode=relay.settings.mode)
     response.status_code = 202
@@ -173,7 +178,7 @@ def task(task_id: str) -> Response:
     try:
         found = task_status(current_app.extensions["relay"].store, task_id)
     except redis.RedisError:
-        return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return unavailable()
     if found is None:
         return error(404, f"no task {task_id} (unknown, or expired after RELAY_DEDUP_TTL)")
     return jsonify(found)
@@ -192,7 +197,7 @@ def metrics() -> Response:
     try:
         body = scrape(relay.redis, relay.queue)
     except redis.RedisError:
-        return error(503, "storage unavailable, retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return unavailable()
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
