@@ -30,6 +30,7 @@ test-fast: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) tools/check_deps.py
 
 deps: $(VENV)/.dev-installed

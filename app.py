@@ -24,8 +24,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from relay.connection import redis_location
+
+if TYPE_CHECKING:
+    from relay.config import Settings
 from relay.dev import ROOT, DataDirError, RedisServer, RunLock, data_dir, procfile, wait_for_port
 
 SAMPLE = ROOT / "examples" / "lyrics-complete.json"
@@ -102,7 +106,7 @@ def run(env: dict[str, str], folder: Path, lock: RunLock) -> int:
         print("suno-relay stopped.", flush=True)
 
 
-def _unreachable(settings) -> str:  # type: ignore[no-untyped-def]
+def _unreachable(settings: Settings) -> str:
     import redis
 
     from relay.connection import connect, unreachable
@@ -114,7 +118,7 @@ def _unreachable(settings) -> str:  # type: ignore[no-untyped-def]
     return ""
 
 
-def serve(env: dict[str, str], settings, redis_server: RedisServer | None) -> int:  # type: ignore[no-untyped-def]
+def serve(env: dict[str, str], settings: Settings, redis_server: RedisServer | None) -> int:
     stopping = False
 
     def stop(*_: object) -> None:
@@ -154,7 +158,7 @@ def serve(env: dict[str, str], settings, redis_server: RedisServer | None) -> in
     return code
 
 
-def banner(env: dict[str, str], settings, redis_server: RedisServer | None) -> str:  # type: ignore[no-untyped-def]
+def banner(env: dict[str, str], settings: Settings, redis_server: RedisServer | None) -> str:
     from relay.config import startup_warnings
 
     where = (

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import redis
 
-from relay.keys import RECENT, log_key, stats_key, target_key, waiting_key
+from relay.keys import RECENT, log_key, stats_key, target_key, text, waiting_key
 
 BUCKET = 600  # seconds of one stats bucket
 STATS_TTL = 86400 + BUCKET  # a day of buckets
@@ -165,4 +165,4 @@ def target_status(connection: redis.Redis, names: list[str], now: float | None =
 
 def recent_task_ids(connection: redis.Redis, limit: int, offset: int = 0) -> list[tuple[str, float]]:
     entries = connection.zrevrange(RECENT, offset, offset + limit - 1, withscores=True)
-    return [(member.decode(), score) for member, score in entries]
+    return [(text(entry[0]), float(entry[1])) for entry in entries]

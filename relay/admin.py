@@ -11,6 +11,7 @@ from typing import Any
 import rq
 
 from relay import activity
+from relay.keys import text
 from relay.queue import enqueue_delivery
 from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING, DeliveryState, Store, deliveries_key, event_key
 from relay.watch import WATCHLIST, watch_key
@@ -70,7 +71,7 @@ def task_status(store: Store, task_id: str) -> dict[str, Any] | None:
             "since": _iso(float(watch[b"since"])),
             "deadline": _iso(float(watch[b"deadline"])),
             "next_poll_at": _iso(next_poll),
-            "last_error": watch.get(b"last_error", b"").decode(),
+            "last_error": text(watch.get(b"last_error", b"")),
         }
     elif not events:
         return None

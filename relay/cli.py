@@ -15,10 +15,15 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import redis
+
+if TYPE_CHECKING:
+    import rq
+
+    from relay.store import Store
 
 from relay import __version__
 from relay.config import ConfigError, Settings, startup_warnings
@@ -134,7 +139,7 @@ def worker_connections(settings: Settings):
     return connect(settings), connect(settings)
 
 
-def _store_and_queue(settings: Settings):  # type: ignore[no-untyped-def]
+def _store_and_queue(settings: Settings) -> tuple[Store, rq.Queue]:
     from relay.runtime import build
 
     runtime = build(settings)  # the same composition root as web and worker
@@ -207,7 +212,7 @@ def discard(reference: str | None, targets: tuple[str, ...], everything: bool) -
     click.echo(f"discarded {len(dropped)} dead letter(s)" + "".join(f"\n  {e}/{t}" for e, t in dropped))
 
 
-def _targets_known(store, settings: Settings) -> tuple[set[str], str]:  # type: ignore[no-untyped-def]
+def _targets_known(store: Store, settings: Settings) -> tuple[set[str], str]:
     """The targets a replay can reach: the running workers' (they deliver it), else this shell's."""
     live = store.live_targets()
     if live is None:
@@ -403,4 +408,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

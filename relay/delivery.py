@@ -289,7 +289,8 @@ class Delivery:
                 self._save(pipe)
                 pipe.zrem(INFLIGHT, self.member)
                 pipe.zrem(DEAD_LETTERS, self.member)
-                record_delivery(pipe, target, "delivered", _since(self.event.received_at))
+                received = self.event.received_at if self.event is not None else None
+                record_delivery(pipe, target, "delivered", _since(received) if received else None)
                 activity.outcome(pipe, self.event_id, target, "delivered", settings.dedup_ttl, attempt=self.attempt)
 
             if self._finish(delivered):

@@ -70,8 +70,8 @@ class _Watched:
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         holder = getattr(_current, "holder", None)
         if holder is not None:
-            holder.watch(self.sock)  # type: ignore[attr-defined]
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+            holder.watch(self.sock)  # type: ignore[attr-defined]  # a mixin: its class has the socket
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]  # a mixin over urllib3's connections
 
 
 class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
@@ -180,9 +180,9 @@ class Client:
     thread (``pool_size`` connections per host), one more set per proxy."""
 
     def __init__(self, pool_size: int = 10) -> None:
-        self.options = {"num_pools": 16, "maxsize": max(10, pool_size), "ca_certs": certifi.where()}
+        self.options: dict[str, Any] = {"num_pools": 16, "maxsize": max(10, pool_size), "ca_certs": certifi.where()}
         self.direct = self._manager(urllib3.PoolManager(**self.options))
-        self.proxied: dict[str, urllib3.ProxyManager] = {}
+        self.proxied: dict[str, urllib3.PoolManager] = {}
         self.lock = threading.Lock()
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
 import rq
@@ -73,7 +74,7 @@ class Ingest:
         stats = activity.stats_key(int(time.time() // activity.BUCKET))
         ttl = self.settings.dedup_ttl
         repeats, self.repeats = self.repeats, 0
-        recorder = Recorder()
+        recorder = Recorder()  # type: ignore[abstract]  # redis-py types its commands for a client; this one records
         self._writes(recorder, event, ttl, source)
         writes = pack(recorder.commands)
         try:
@@ -98,7 +99,7 @@ class Ingest:
         while len(self.confirmed) > CONFIRMED_MAX:
             self.confirmed.pop(next(iter(self.confirmed)))
 
-    def _writes(self, pipe: Recorder, event: Event, ttl: int, source: str) -> None:
+    def _writes(self, pipe: Any, event: Event, ttl: int, source: str) -> None:
         """The writes of a new event, on ``pipe`` (a recorder: nothing is sent)."""
         targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]
         activity.received(pipe, event.id, event.task_id, source, targets, ttl)

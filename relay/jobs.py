@@ -94,7 +94,7 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
         ]
     for begun in started:
         begun.wait(lock_seconds(rt.settings))
-    if taken:
+    if taken and job is not None:
         OUTAGE.call(lambda: rt.batches.release(job.id))
         return f"handed to delivery threads: {', '.join(targets)}, and {len(taken)} more events"
     return f"handed to delivery threads: {', '.join(targets)}"

@@ -9,6 +9,11 @@ Events, their deliveries and the dedup record (:mod:`relay.store`, :mod:`relay.i
 from __future__ import annotations
 
 
+def text(reply: object) -> str:
+    """A Redis reply as text: redis-py answers bytes (we never ask it to decode), typed bytes | str."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 def event_key(event_id: str) -> str:
     """The normalised event (JSON); doubles as the dedup record."""
     return f"relay:event:{event_id}"

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from relay.keys import DELIVERY_COUNTS as DELIVERIES
 from relay.keys import DELIVERY_LATENCY as LATENCY
+from relay.keys import text
 from relay.store import DEAD_LETTERS, Store
 
 # Not registered globally: scrape() puts them in each scrape's registry (or the files do).
@@ -62,14 +63,14 @@ class RedisCollector(Collector):
             "relay_deliveries", "Delivery attempts by target and outcome.", labels=["target", "outcome"]
         )
         for key, count in sorted(self.redis.hgetall(DELIVERIES).items()):
-            target, _, outcome = key.decode().rpartition("|")
+            target, _, outcome = text(key).rpartition("|")
             deliveries.add_metric([target, outcome], int(count))
         yield deliveries
 
         latency = HistogramMetricFamily(
             "relay_delivery_seconds", "Time from a callback's arrival to its delivery, by target.", labels=["target"]
         )
-        raw = {key.decode(): int(value) for key, value in self.redis.hgetall(LATENCY).items()}
+        raw = {text(key): int(value) for key, value in self.redis.hgetall(LATENCY).items()}
         for target in sorted({key.rpartition("|")[0] for key in raw}):
             cumulative, buckets = 0, []
             for le in LATENCY_BUCKETS:

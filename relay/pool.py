@@ -62,7 +62,12 @@ class DeliveryPool:
         self, target: str, function: Callable[..., object], args: tuple[object, ...], begun: threading.Event
     ) -> None:
         future = self.executor.submit(function, *args, begun.set)
-        future.add_done_callback(lambda _: (begun.set(), self._done(target)))
+
+        def done(_future: object) -> None:
+            begun.set()
+            self._done(target)
+
+        future.add_done_callback(done)
 
     def _done(self, target: str) -> None:
         """A thread of ``target`` is free: its next held delivery takes it, else it goes back."""

@@ -19,6 +19,7 @@ import time
 import uuid
 import zlib
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import redis
@@ -80,7 +81,7 @@ def enqueue_delivery(
     kwargs: dict = {"attempt": attempt, "force": force}
     if booked:
         kwargs["booked"] = True
-    options = {
+    options: dict[str, Any] = {
         "args": (event_id, list(targets)),
         "kwargs": kwargs,
         "result_ttl": 0,  # a delivered job leaves nothing behind; the delivery state says it all
@@ -217,7 +218,9 @@ class Batches:
         enough) gets what it had taken before."""
         keys = [self.queue.key, self.key(job_id)]
         count = max(0, min(count, self.MAX))
-        args = [Job.redis_job_namespace_prefix, count, FAILURE_TTL, BATCH_FIELD, self.PREFIX, CRASH_RETRY.max, job_id]
+        args: list[str | int] = [
+            Job.redis_job_namespace_prefix, count, FAILURE_TTL, BATCH_FIELD, self.PREFIX, CRASH_RETRY.max, job_id
+        ]  # fmt: skip
         return [tuple(orjson.loads(spec)) for spec in self.script(keys=keys, args=args)]
 
     def release(self, job_id: str) -> None:

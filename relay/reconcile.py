@@ -60,7 +60,7 @@ def covered(store: Store, queue: rq.Queue) -> set[tuple[str, str]]:
         for spec in held:
             event_id, targets, _task = orjson.loads(spec)
             pairs.update((event_id, target) for target in targets)
-    return pairs  # type: ignore[return-value]
+    return pairs
 
 
 def reconcile(store: Store, queue: rq.Queue, targets: list[str], after: float, now: float | None = None) -> int:

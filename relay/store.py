@@ -22,6 +22,7 @@ from relay.keys import (  # noqa: F401 - re-exported: the store's vocabulary
     event_key,
     lock_key,
     task_key,
+    text,
 )
 from relay.suno import Event, now_rfc3339
 
@@ -63,14 +64,14 @@ class Store:
         return Event.from_json(raw) if raw else None
 
     def event_ids(self, task_id: str) -> list[str]:
-        return sorted(member.decode() for member in self.redis.smembers(task_key(task_id)))
+        return sorted(text(member) for member in self.redis.smembers(task_key(task_id)))
 
     def delivery(self, event_id: str, target: str) -> DeliveryState:
         return DeliveryState.from_json(self.redis.hget(deliveries_key(event_id), target))
 
     def deliveries(self, event_id: str) -> dict[str, DeliveryState]:
         raw = self.redis.hgetall(deliveries_key(event_id))
-        return {name.decode(): DeliveryState.from_json(value) for name, value in sorted(raw.items())}
+        return {text(name): DeliveryState.from_json(value) for name, value in sorted(raw.items())}
 
     def save_delivery(self, event_id: str, target: str, state: DeliveryState, pipeline: Any = None) -> None:
         state.at = now_rfc3339()
@@ -80,9 +81,9 @@ class Store:
     def dead_letters(self) -> list[tuple[str, str, float]]:
         entries = self.redis.zrange(DEAD_LETTERS, 0, -1, withscores=True)
         letters = []
-        for member, score in entries:
-            event_id, _, target = member.decode().partition("/")
-            letters.append((event_id, target, score))
+        for entry in entries:
+            event_id, _, target = text(entry[0]).partition("/")
+            letters.append((event_id, target, float(entry[1])))
         return letters
 
     def forget_dead(self, event_id: str, target: str, pipeline: Any = None) -> None:
@@ -92,7 +93,7 @@ class Store:
     def abandoned(self, now: float) -> list[tuple[str, str]]:
         """Deliveries whose poster's lock ran out without it finishing (it died)."""
         members = self.redis.zrangebyscore(INFLIGHT, 0, now)
-        return [tuple(member.decode().split("/", 1)) for member in members]  # type: ignore[misc]
+        return [(event_id, target) for event_id, _, target in (text(member).partition("/") for member in members)]
 
     def claim_abandoned(self, event_id: str, target: str) -> bool:
         """True for exactly one caller, and only while no worker holds the delivery's lock."""
@@ -120,7 +121,7 @@ class Store:
             return None
         found: set[str] = set()
         for names in self.redis.hmget(WORKER_TARGETS, live):
-            found.update(name for name in (names or b"").decode().split(",") if name)
+            found.update(name for name in text(names or b"").split(",") if name)
         return found
 
     def live_workers(self, now: float | None = None) -> list[tuple[str, float]]:

@@ -97,7 +97,7 @@ class SunoClient:
             raise SunoAPIError("SUNO_API_KEY is not set", code=401)
         headers = {"Authorization": f"Bearer {self.api_key}", "User-Agent": "suno-relay"}
         try:
-            response = self.session.request(  # type: ignore[union-attr]
+            response = self.session.request(  # type: ignore[union-attr]  # always set by __post_init__
                 method, self.base_url + path, headers=headers, timeout=(5.0, self.timeout), **kwargs
             )
         except requests.RequestException as exc:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 import rq
 
 from relay.config import Settings
-from relay.keys import WATCHLIST, watch_key
+from relay.keys import WATCHLIST, text, watch_key
 from relay.queue import CRASH_RETRY
 from relay.suno_api import SunoAPIError, SunoClient
 
@@ -55,7 +56,7 @@ class Watchlist:
         now = time.time()
         with self.redis.pipeline() as pipe:
             fields = {"since": now, "deadline": now + deadline_in, "last_error": "", "kind": kind}
-            pipe.hset(watch_key(task_id), mapping=fields)
+            pipe.hset(watch_key(task_id), mapping=fields)  # type: ignore[arg-type]  # redis-py's key type is invariant
             pipe.expire(watch_key(task_id), self.ttl)
             pipe.execute()
         self.schedule(task_id, first_poll_in)
@@ -64,8 +65,8 @@ class Watchlist:
         raw = self.redis.hgetall(watch_key(task_id))
         if not raw or self.redis.zscore(WATCHLIST, task_id) is None:
             return None
-        kind = raw.get(b"kind", b"lyrics").decode()
-        return Watch(task_id, float(raw[b"since"]), float(raw[b"deadline"]), raw.get(b"last_error", b"").decode(), kind)
+        kind = text(raw.get(b"kind", b"lyrics"))
+        return Watch(task_id, float(raw[b"since"]), float(raw[b"deadline"]), text(raw.get(b"last_error", b"")), kind)
 
     def note_error(self, task_id: str, error: str) -> None:
         self.redis.hset(watch_key(task_id), "last_error", error[:300])
@@ -74,7 +75,7 @@ class Watchlist:
         """Queue the task's next poll in ``delay`` seconds (whole seconds, rounded up)."""
         due = time.time() + max(delay, 0)
         self.redis.zadd(WATCHLIST, {task_id: due})
-        options = {"args": (task_id,), "result_ttl": 0, "failure_ttl": 86400, "retry": CRASH_RETRY}
+        options: dict[str, Any] = {"args": (task_id,), "result_ttl": 0, "failure_ttl": 86400, "retry": CRASH_RETRY}
         if delay <= 0:
             self.queue.enqueue_call(POLL, description=f"poll {task_id}", **options)
         else:
@@ -93,7 +94,7 @@ class Watchlist:
         cutoff = now - max(60.0, 2 * interval)
         requeued = []
         for member in self.redis.zrangebyscore(WATCHLIST, 0, cutoff):
-            task_id = member.decode()
+            task_id = text(member)
             if self._claim(keys=[WATCHLIST], args=[task_id, cutoff, now + interval]):
                 self.schedule(task_id, 0)
                 requeued.append(task_id)

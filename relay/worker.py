@@ -117,7 +117,7 @@ class RelayWorker(SimpleWorker):
             if not is_outage(exc):
                 raise
             OUTAGE.down(exc)
-            self.last_cleaned_at = datetime.now(UTC)  # next round, not at every loop
+            self.last_cleaned_at = datetime.now(UTC)  # type: ignore[assignment]  # RQ types it None; it holds a datetime
 
     def teardown(self) -> None:
         try:

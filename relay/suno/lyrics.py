@@ -118,7 +118,8 @@ def from_record(record: Any, task_id: str, received_at: str | None = None) -> Ev
     if not isinstance(record, dict):
         raise PayloadError(f"task details must be an object, got {kind_of(record)}")
     status = text(record.get("status"), "status").strip().upper()
-    response = record.get("response") if isinstance(record.get("response"), dict) else {}
+    found = record.get("response")
+    response: dict[str, Any] = found if isinstance(found, dict) else {}
     items = first(response, "data", "lyricsData") or []
     has_lyrics = isinstance(items, list) and any(isinstance(item, dict) and item.get("text") for item in items)
     if status == "SUCCESS" or (status == "CALLBACK_EXCEPTION" and has_lyrics):

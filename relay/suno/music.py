@@ -108,7 +108,8 @@ def from_record(record: Any, task_id: str, received_at: str | None = None) -> tu
     if not isinstance(record, dict):
         raise PayloadError(f"task details must be an object, got {kind_of(record)}")
     status = text(record.get("status"), "status").strip().upper()
-    response = record.get("response") if isinstance(record.get("response"), dict) else {}
+    found = record.get("response")
+    response: dict[str, Any] = found if isinstance(found, dict) else {}
     items = first(response, "sunoData", "data") or []
     if status in STAGES:
         payload = {

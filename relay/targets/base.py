@@ -269,7 +269,7 @@ def chunk_text(text: str, limit: int) -> list[str]:
             start = cut
             continue
         pieces.append(text[start:cut].rstrip())
-        start = _NEWLINES.match(text, cut + 1).end()  # type: ignore[union-attr]
+        start = _NEWLINES.match(text, cut + 1).end()  # type: ignore[union-attr]  # `\n*` always matches
     if text[start:].strip():
         pieces.append(text[start:])
     return [piece for piece in pieces if piece.strip()]
@@ -369,8 +369,8 @@ def cards(event: Event) -> list[Card]:
             )
         return found
     if event.kind == "midi":
-        facts = tuple((instrument, f"{notes} notes") for instrument, notes in event.instruments)
-        return [Card(title=f"{name} ready", facts=facts)]
+        notes = tuple((instrument, f"{count} notes") for instrument, count in event.instruments)
+        return [Card(title=f"{name} ready", facts=notes)]
     image = event.files[0][1] if event.kind == "cover" and event.files else ""
     return [Card(title=f"{name} ready", links=event.files, image=image)]
 

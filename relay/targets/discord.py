@@ -33,7 +33,7 @@ DESCRIPTION_LIMIT = 4096
 MESSAGE_LIMIT = 6000
 EMBEDS_PER_MESSAGE = 10
 GREEN, RED = 0x2ECC71, 0xE74C3C
-NO_MENTIONS = {"parse": []}
+NO_MENTIONS: dict[str, list[str]] = {"parse": []}
 
 
 # Two continuation pieces, a title and the footer fit one message (6000): lyrics go 5400 a message.

@@ -152,7 +152,8 @@ class TelegramTarget(Target):
             if body.get("ok") is False:  # a 200 that is not a success
                 return Outcome(ok=False, reason=f"telegram: {short_text(str(body.get('description')))}")
             return outcome
-        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        found = body.get("parameters")
+        parameters: dict[str, Any] = found if isinstance(found, dict) else {}
         description = short_text(str(body.get("description") or ""))
         status = response.status_code
         if "migrate_to_chat_id" in parameters:

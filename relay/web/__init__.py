@@ -38,9 +38,9 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     # platform's router): with none in front, a client could otherwise choose its logged address.
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]  # Flask's documented way to wrap
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # Flask's default provider has it; typed as the base
     # The runtime every process builds the same way (relay.runtime): the door, the store, the queue.
     app.extensions["relay"] = build(settings, connection)
 

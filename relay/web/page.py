@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import redis
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from relay import activity
 from relay.admin import dead_letters, discard_dead, replay_events, task_status
@@ -170,7 +171,8 @@ def tasks() -> str:
     else:
         # A state filter searches the last SEARCH_WINDOW tasks; the plain list reads one page only.
         window = SEARCH_WINDOW if state else PAGE
-        statuses = [task_status(relay.store, task_id) for task_id, _ in activity.recent_task_ids(relay.redis, window)]
+        recent = activity.recent_task_ids(relay.redis, window)
+        statuses = [found for task_id, _ in recent if (found := task_status(relay.store, task_id)) is not None]
     rows = [_row(status) for status in statuses if status and status["events"]]
     if state == "failed":
         rows = [row for row in rows if row["failed"]]
@@ -220,7 +222,7 @@ def dead() -> str:
     return page("ui/dead.html", letters=letters, target=target, refresh=0)
 
 
-def _back(done: str) -> Response:
+def _back(done: str) -> WerkzeugResponse:
     target = request.form.get("next", "")
     if not _SAFE_NEXT.match(target):  # a page of ours, in plain characters (no CR/LF, no other host)
         target = url_for("ui.overview")
@@ -230,7 +232,7 @@ def _back(done: str) -> Response:
 
 
 @bp.post("/replay")
-def replay() -> Response:
+def replay() -> WerkzeugResponse:
     relay = _relay()
     user = request.environ["relay.user"]
     target = request.form.get("target", "").strip()
@@ -249,7 +251,7 @@ def replay() -> Response:
 
 
 @bp.post("/discard")
-def discard() -> Response:
+def discard() -> WerkzeugResponse:
     relay = _relay()
     user = request.environ["relay.user"]
     target = request.form.get("target", "").strip()

@@ -77,7 +77,7 @@ class RelayWebWorker(GeventWorker):
         # gunicorn reads each request's line and headers inside this (keep-alive must be on).
         return gevent.Timeout(HEADER_DEADLINE, False)
 
-    def handle_request(self, listener_name, req, sock, addr) -> bool:  # type: ignore[no-untyped-def]
+    def handle_request(self, listener_name, req, sock, addr) -> bool:
         deadline = gevent.Timeout(REQUEST_DEADLINE)
         deadline.start()
         try:
@@ -90,7 +90,7 @@ class RelayWebWorker(GeventWorker):
         finally:
             deadline.cancel()
 
-    def handle_error(self, req, client, addr, exc) -> None:  # type: ignore[no-untyped-def]
+    def handle_error(self, req, client, addr, exc) -> None:
         status, reason, message = classify(exc)
         ip = (addr or ("", -1))[0]
         if status >= 500:

@@ -14,6 +14,8 @@ import orjson
 import redis
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.datastructures import Headers
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from relay import activity
 from relay.admin import task_status
@@ -124,7 +126,7 @@ def count_rejected() -> None:
         activity.count(current_app.extensions["relay"].redis, "rejected")
 
 
-def signature_problem(key: bytes, task_id: str, headers: Mapping[str, str], now: float | None = None) -> str:
+def signature_problem(key: bytes, task_id: str, headers: Mapping[str, str] | Headers, now: float | None = None) -> str:
     """Check a signed callback (providers that sign): ``X-Webhook-Signature`` =
     base64(HMAC-SHA256(key, "<taskId>.<X-Webhook-Timestamp>")), timestamp within 5 minutes.
     Returns what is wrong, or "" when the signature holds."""
@@ -202,7 +204,7 @@ def metrics() -> Response:
 
 
 @bp.get("/")
-def index() -> Response:
+def index() -> WerkzeugResponse:
     """Where to go from the bare URL: the operator's page when it is on, else how to turn it on."""
     settings = current_app.extensions["relay"].settings
     if settings.dashboard_user and settings.dashboard_password:
