@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relay.connection import redis_location
+from relay.store.connection import redis_location
 
 if TYPE_CHECKING:
     from relay.config import Settings
@@ -109,7 +109,7 @@ def run(env: dict[str, str], folder: Path, lock: RunLock) -> int:
 def _unreachable(settings: Settings) -> str:
     import redis
 
-    from relay.connection import connect, unreachable
+    from relay.store.connection import connect, unreachable
 
     try:
         connect(settings, timeout=3.0).ping()

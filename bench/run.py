@@ -357,10 +357,10 @@ def records_cost(env: dict[str, str], count: int = 3000) -> dict[str, list[float
     """The door's Redis step (the script with every write) in this process, with the operator
     page's records (relay.activity.received) and with them left out, interleaved rounds: µs per
     new callback, one after another (building the writes, the round trip, Redis running them)."""
-    from relay import activity
     from relay.config import Settings
+    from relay.delivery.queue import delivery_queue
     from relay.ingest import Ingest
-    from relay.queue import delivery_queue
+    from relay.store import activity
     from relay.suno import normalise
 
     settings = Settings.from_env(env)

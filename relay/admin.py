@@ -10,11 +10,21 @@ from typing import Any
 
 import rq
 
-from relay import activity
-from relay.keys import text
-from relay.queue import enqueue_delivery
-from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING, DeliveryState, Store, deliveries_key, event_key
-from relay.watch import WATCHLIST, watch_key
+from relay.delivery.queue import enqueue_delivery
+from relay.polling.watchlist import WATCHLIST, watch_key
+from relay.store import activity
+from relay.store.keys import text
+from relay.store.state import (
+    DEAD,
+    DELIVERED,
+    QUEUED,
+    RETRYING,
+    SENDING,
+    DeliveryState,
+    Store,
+    deliveries_key,
+    event_key,
+)
 
 
 def describe(state: DeliveryState) -> str:

@@ -23,13 +23,13 @@ import redis
 if TYPE_CHECKING:
     import rq
 
-    from relay.store import Store
+    from relay.store.state import Store
 
 from relay import __version__
 from relay.config import ConfigError, Settings, startup_warnings
-from relay.connection import connect, redis_location, unreachable
 from relay.dev import RunLock, data_dir
 from relay.logs import configure_logging, warn_at_start
+from relay.store.connection import connect, redis_location, unreachable
 
 CONFIG_ERROR = 2
 
@@ -103,9 +103,9 @@ def worker(burst: bool) -> None:
     """Run an RQ worker that delivers events (the Procfile's `worker`)."""
 
     from relay import jobs
-    from relay.outage import OUTAGE
-    from relay.sweeper import Sweeper
-    from relay.worker import build_worker
+    from relay.store.outage import OUTAGE
+    from relay.worker.process import build_worker
+    from relay.worker.sweeper import Sweeper
 
     settings = load_settings()
     rq_level = configure_logging(settings.log_level, settings.log_format)
@@ -282,8 +282,8 @@ def submit(prompt: str, music: bool) -> None:
     """Submit a lyrics (or, with --music, a music) task to Suno, with this relay's callback URL,
     and watch it. The result reaches the targets by callback or, without one, by polling."""
     from relay import jobs
-    from relay.watch import SubmitError
-    from relay.watch import submit as submit_task
+    from relay.polling.watchlist import SubmitError
+    from relay.polling.watchlist import submit as submit_task
 
     settings = load_settings()
     if not settings.suno_api_key:
@@ -320,7 +320,7 @@ def check(send_test: bool) -> None:
 
     The first thing to run after setting a webhook URL. Exits 1 if anything failed.
     """
-    from relay.store import WORKER_SILENCE, Store
+    from relay.store.state import WORKER_SILENCE, Store
     from relay.targets import KINDS
 
     settings = load_settings()
@@ -344,7 +344,7 @@ def check(send_test: bool) -> None:
         if not workers:
             click.echo("  warning: no worker is running: callbacks would be acknowledged but not delivered")
     except redis.RedisError as exc:
-        from relay.outage import describe
+        from relay.store.outage import describe
 
         click.echo(f"redis: FAILED, {redis_used(settings)} ({describe(exc)})")
         failed = True

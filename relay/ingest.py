@@ -8,14 +8,14 @@ from typing import Any
 import redis
 import rq
 
-from relay import activity
 from relay.config import Settings
-from relay.outage import is_outage
-from relay.queue import dispatch_writes
-from relay.scripts import REPLAY, Recorder, pack
-from relay.store import DeliveryState, deliveries_key, event_key, task_key
+from relay.delivery.queue import dispatch_writes
+from relay.polling.watchlist import WATCHLIST, watch_key
+from relay.store import activity
+from relay.store.outage import is_outage
+from relay.store.scripts import REPLAY, Recorder, pack
+from relay.store.state import DeliveryState, deliveries_key, event_key, task_key
 from relay.suno import PROGRESS_TYPES, Event
-from relay.watch import WATCHLIST, watch_key
 
 QUEUED_STATE = DeliveryState().to_json()
 
@@ -48,7 +48,7 @@ class Ingest:
     The event key is the dedup record. The event, its delivery states and its RQ delivery job
     are written by one Lua script, and only if the event key was absent: a Redis error leaves
     all of them or none (the caller then answers 503 and Suno retries), and of concurrent
-    identical callbacks exactly one wins. The writes are recorded (:class:`relay.scripts.Recorder`)
+    identical callbacks exactly one wins. The writes are recorded (:class:`relay.store.scripts.Recorder`)
     and replayed inside the script; the job's are RQ's, built directly (``dispatch_writes``). A
     new event costs one round trip; a repeat too, unless this process saw Redis confirm that
     event id in the last :data:`CONFIRMED_FOR` seconds: then it is answered from memory (bounded

@@ -1,8 +1,8 @@
 """RQ entry points: the worker's runtime, and the jobs it runs.
 
 - :func:`dispatch`: an event's delivery job. It hands each target to a delivery thread (the
-  worker's pool), each delivery then runs on its own (:mod:`relay.delivery`).
-- :func:`poll`: a watched task's poll (:mod:`relay.polling`).
+  worker's pool), each delivery then runs on its own (:mod:`relay.delivery.attempt`).
+- :func:`poll`: a watched task's poll (:mod:`relay.polling.poll`).
 
 The worker calls :func:`configure` once at start (see ``relay.cli worker``); a plain
 ``rq worker`` gets the same from the environment on its first job.
@@ -16,7 +16,7 @@ Delivery guarantees, per (event, target):
   its lock records nothing;
 - at least once overall: a failed attempt is scheduled again (backoff, or the target's
   ``Retry-After``); a delivery whose worker died mid-post is handed on by the sweeper
-  (:mod:`relay.sweeper`) once its lock expires, and a job whose worker died before posting is
+  (:mod:`relay.worker.sweeper`) once its lock expires, and a job whose worker died before posting is
   re-run by RQ; what is out of attempts or refused for good lands in the dead letters, from
   which it can be replayed.
 """
@@ -30,13 +30,13 @@ from datetime import UTC, datetime
 import redis
 import rq
 
-from relay import polling
 from relay.config import Settings
-from relay.delivery import Delivery, dead_letter, lock_seconds
-from relay.outage import OUTAGE
-from relay.queue import CRASH_RETRY, Batches, enqueue_delivery
+from relay.delivery.attempt import Delivery, dead_letter, lock_seconds
+from relay.delivery.queue import CRASH_RETRY, Batches, enqueue_delivery
+from relay.polling import poll as polling
 from relay.runtime import Runtime, build
-from relay.store import INFLIGHT
+from relay.store.outage import OUTAGE
+from relay.store.state import INFLIGHT
 from relay.suno import Event
 
 log = logging.getLogger("relay.jobs")
@@ -67,7 +67,7 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
     leaves a job RQ runs again; after, the in-flight mark lets the sweeper hand it on.
 
     A job that waited in the queue (a burst) also takes up to 16 queued first attempts along
-    (:class:`relay.queue.Batches`), held under its id until they have begun (handing them over
+    (:class:`relay.delivery.queue.Batches`), held under its id until they have begun (handing them over
     waits for free threads, as its own targets do): a job RQ runs again after its worker died
     starts them again.
     """
@@ -161,5 +161,5 @@ def _requeue(rt: Runtime, event_id: str, target: str, attempt: int, force: bool,
 
 
 def poll(task_id: str) -> str:
-    """RQ entry point: poll a watched task (see relay.polling)."""
+    """RQ entry point: poll a watched task (see relay.polling.poll)."""
     return polling.poll(runtime(), task_id)

@@ -23,10 +23,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from relay.keys import DELIVERY_COUNTS as DELIVERIES
-from relay.keys import DELIVERY_LATENCY as LATENCY
-from relay.keys import text
-from relay.store import DEAD_LETTERS, Store
+from relay.store.keys import DELIVERY_COUNTS as DELIVERIES
+from relay.store.keys import DELIVERY_LATENCY as LATENCY
+from relay.store.keys import text
+from relay.store.state import DEAD_LETTERS, Store
 
 # Not registered globally: scrape() puts them in each scrape's registry (or the files do).
 CALLBACKS = Counter("relay_callbacks", "Callbacks received, by outcome.", ["outcome"], registry=None)

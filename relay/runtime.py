@@ -8,16 +8,16 @@ import redis
 import rq
 
 from relay.config import Settings
-from relay.connection import connect
-from relay.delivery import Context, lock_seconds
+from relay.delivery.attempt import Context, lock_seconds
+from relay.delivery.pacing import RateLimiter
+from relay.delivery.queue import Batches, delivery_queue
 from relay.ingest import Ingest
-from relay.pool import DeliveryPool
-from relay.queue import Batches, delivery_queue
-from relay.ratelimit import RateLimiter
-from relay.store import Store
-from relay.suno_api import SunoClient
+from relay.polling.client import SunoClient
+from relay.polling.watchlist import Watchlist
+from relay.store.connection import connect
+from relay.store.state import Store
 from relay.targets import Target, build_targets
-from relay.watch import Watchlist
+from relay.worker.pool import DeliveryPool
 
 
 @dataclass

@@ -135,7 +135,7 @@ def test_check_reports_bad_configuration_and_unreachable_redis(relay_env) -> Non
 
 def test_overdue_retry_says_so() -> None:
     from relay.admin import describe
-    from relay.store import RETRYING, DeliveryState
+    from relay.store.state import RETRYING, DeliveryState
 
     late = DeliveryState(state=RETRYING, attempt=1, next_at="2026-01-01T00:00:00Z", reason="HTTP 500")
     assert "overdue by" in describe(late) and "was due at 2026-01-01T00:00:00Z" in describe(late)
@@ -159,7 +159,7 @@ def test_dead_letters_can_be_discarded(relay_env, sample) -> None:
 
 def test_a_delivery_to_a_target_the_worker_lacks_is_dead_once_with_its_reason(relay_env, sample) -> None:
     from relay import jobs
-    from relay.sweeper import sweep
+    from relay.worker.sweeper import sweep
 
     runtime, _env, _slack, _discord = relay_env
     event_id = deliver_all(runtime, sample)

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from relay import activity, jobs
+from relay import jobs
 from relay.metrics import DELIVERIES
-from relay.store import DEAD, DELIVERED, RETRYING
+from relay.store import activity
+from relay.store.state import DEAD, DELIVERED, RETRYING
 from relay.suno import normalise
-from relay.sweeper import MAX_SWEEPS, sweep
+from relay.worker.sweeper import MAX_SWEEPS, sweep
 from tests.support import Reply
 from tests.test_jobs import ingest
 

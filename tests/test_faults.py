@@ -20,7 +20,7 @@ import redis
 import requests
 
 from relay.dev import RedisServer, free_port
-from relay.store import DEAD, DELIVERED, Store
+from relay.store.state import DEAD, DELIVERED, Store
 from relay.suno import event_id
 from tests.conftest import TOKEN
 from tests.support import Procfile, RawReceiver, Receiver, Reply, log_entries, rss_mb
@@ -548,7 +548,7 @@ def test_20_a_batch_held_by_a_dead_worker_is_delivered_once(make_stack) -> None:
     from rq import Queue, SimpleWorker
     from rq.job import Job
 
-    from relay.queue import Batches
+    from relay.delivery.queue import Batches
 
     stack = make_stack()
     stack.procfile.start("web")

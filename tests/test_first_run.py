@@ -231,7 +231,8 @@ def test_a_folder_written_by_a_newer_redis_is_refused_by_an_older_one(tmp_path) 
 
 
 def test_rejections_at_the_door_are_counted_on_the_page(make_settings, redis_conn, sample) -> None:
-    from relay import activity, create_app
+    from relay import create_app
+    from relay.store import activity
 
     client = create_app(make_settings(RELAY_MAX_BODY_BYTES="1024", SUNO_WEBHOOK_HMAC_KEY="k" * 16)).test_client()
     big = client.post(f"/callbacks/suno/lyrics?token={TOKEN}", data=b"x" * 5000, content_type="application/json")

@@ -9,12 +9,12 @@ import pytest
 from rq import SimpleWorker
 
 from relay import jobs
+from relay.delivery.queue import delivery_queue
 from relay.ingest import Ingest
 from relay.logs import configure_logging
-from relay.queue import delivery_queue
-from relay.store import DEAD, DELIVERED, RETRYING, Store, lock_key
+from relay.store.state import DEAD, DELIVERED, RETRYING, Store, lock_key
 from relay.suno import Event, Lyric, normalise
-from relay.sweeper import MAX_SWEEPS, sweep
+from relay.worker.sweeper import MAX_SWEEPS, sweep
 from tests.support import Reply
 
 
@@ -296,7 +296,7 @@ def test_worker_threads_keep_their_own_redis_timeouts(make_settings) -> None:
     """RQ raises the socket timeout of its worker's connection (for long blocking pops); the
     delivery threads' connection keeps the relay's 5 s."""
     from relay.cli import worker_connections
-    from relay.worker import build_worker
+    from relay.worker.process import build_worker
 
     settings = make_settings()
     jobs_connection, rq_connection = worker_connections(settings)

@@ -23,7 +23,7 @@ def test_the_worker_the_cli_and_the_suno_package_do_not_import_flask() -> None:
     import sys
 
     probe = (
-        "import sys, relay.suno, relay.cli, relay.jobs, relay.worker, relay.sweeper; "
+        "import sys, relay.suno, relay.cli, relay.jobs, relay.worker.process, relay.worker.sweeper; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug', 'rq_dashboard', 'jinja2')))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout

@@ -13,10 +13,11 @@ import redis
 import requests
 from rq import SimpleWorker
 
-from relay import create_app, jobs, polling
+from relay import create_app, jobs
+from relay.polling import poll as polling
+from relay.polling.client import SunoAPIError, SunoClient
+from relay.polling.watchlist import NO_CALLBACK_URL, WATCHLIST
 from relay.suno import event_id, from_record
-from relay.suno_api import SunoAPIError, SunoClient
-from relay.watch import NO_CALLBACK_URL, WATCHLIST
 from tests.conftest import TOKEN
 from tests.support import FakeSuno, Procfile, nothing_recorded
 from tests.support import run_cli as cli

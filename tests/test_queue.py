@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import zlib
 
-from relay.queue import BATCH_FIELD, delivery_queue, dispatch_writes, enqueue_delivery
-from relay.scripts import record
-from relay.worker import build_worker
+from relay.delivery.queue import BATCH_FIELD, delivery_queue, dispatch_writes, enqueue_delivery
+from relay.store.scripts import record
+from relay.worker.process import build_worker
 
 
 def test_dispatch_writes_match_rq_field_by_field(make_settings, redis_conn) -> None:
@@ -53,8 +53,8 @@ def test_a_batch_takes_one_event_per_task_from_the_head_of_the_queue(make_settin
     """A running job takes queued first attempts along, in order, stopping at a task it already
     carries (a song's next stage starts after the earlier one) or at a job that is not a door's
     first attempt."""
+    from relay.delivery.queue import Batches
     from relay.ingest import Ingest
-    from relay.queue import Batches
     from relay.suno import normalise
 
     settings = make_settings(SLACK_WEBHOOK_URL="https://hooks.slack.com/services/T/B/X")

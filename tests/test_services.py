@@ -21,9 +21,9 @@ import pytest
 
 from relay import jobs
 from relay.config import Settings
+from relay.delivery.queue import delivery_queue
 from relay.ingest import Ingest
-from relay.queue import delivery_queue
-from relay.store import DEAD, DELIVERED, RETRYING, Store
+from relay.store.state import DEAD, DELIVERED, RETRYING, Store
 from relay.suno import Event, Lyric, normalise
 from relay.targets import KINDS
 from relay.targets.base import shape

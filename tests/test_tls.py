@@ -8,8 +8,8 @@ import trustme
 
 from relay import create_app
 from relay.config import Settings
-from relay.connection import connect
 from relay.dev import RedisServer
+from relay.store.connection import connect
 from tests.conftest import TOKEN
 from tests.support import Procfile
 from tests.support import run_cli as cli

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from relay import create_app
 from relay.config import ConfigError
 from relay.dev import RedisServer, free_port
-from relay.store import deliveries_key, event_key, task_key
+from relay.store.state import deliveries_key, event_key, task_key
 from relay.suno import event_id
 from tests.conftest import TOKEN
 from tests.support import Reply, nothing_recorded

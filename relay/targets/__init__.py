@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relay.http import Client
+from relay.delivery.http import Client
 from relay.targets.apprise import AppriseTarget
 from relay.targets.base import Outcome, Target
 from relay.targets.console import ConsoleTarget

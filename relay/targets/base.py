@@ -17,9 +17,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
-from relay import http
-from relay.http import Answer
+from relay.delivery import http
+from relay.delivery.http import Answer
 from relay.suno import Event
+from relay.suno.cards import (  # noqa: F401 - the targets' vocabulary, owned by relay.suno
+    FILES_EXPIRE,
+    KIND_TITLES,
+    STAGES,
+    Card,
+    cards,
+    duration_text,
+    failure_text,
+    files_note,
+)
 from relay.targets.spec import (
     COMMON_OPTIONS,
     ConfigError,
@@ -302,79 +312,6 @@ def truncate(text: str, limit: int, escape: Callable[[str], str] | None = None) 
     return escape(text[:kept]) + "…"
 
 
-def failure_text(event: Event) -> str:
-    """The provider's own explanation of a failed task, for failure notices."""
-    errors = [item.error for item in event.lyrics if not item.ok and item.error]
-    parts = errors or ([event.message] if event.message else [])
-    text = "; ".join(dict.fromkeys(part.strip() for part in parts if part.strip()))
-    if event.code not in (None, 200):
-        text = f"{text} (code {event.code})" if text else f"code {event.code}"
-    return text or "no reason given by the provider"
-
-
-# What a person reads of an event that is not lyrics: one card per song or per set of files.
-FILES_EXPIRE = "Files from the provider expire after about 14 days."
-KIND_TITLES = {
-    "music": "Song generation",
-    "wav": "WAV conversion",
-    "stems": "Vocal separation",
-    "video": "Music video",
-    "cover": "Cover images",
-    "midi": "MIDI",
-}
-STAGES = {"text": "lyrics and style ready, audio follows", "first": "the first song is ready", "complete": "complete"}
-
-
-@dataclass(frozen=True)
-class Card:
-    title: str
-    failed: bool = False
-    facts: tuple[tuple[str, str], ...] = ()  # (label, value)
-    links: tuple[tuple[str, str], ...] = ()  # (label, http(s) URL, checked at the door)
-    image: str = ""
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return ""
-    whole = round(seconds)
-    return f"{whole // 60}:{whole % 60:02d}"
-
-
-def cards(event: Event) -> list[Card]:
-    """The cards of a music, WAV, stems, video, cover or MIDI event (not lyrics)."""
-    name = KIND_TITLES.get(event.kind, event.kind)
-    if event.failed:
-        return [Card(title=f"{name} failed", failed=True, facts=(("Reason", failure_text(event)),))]
-    if event.kind == "music":
-        found = []
-        for track in event.tracks:
-            facts = [("Stage", STAGES.get(event.callback_type, event.callback_type))]
-            facts += [
-                (label, value)
-                for label, value in (
-                    ("Tags", track.tags),
-                    ("Duration", duration_text(track.duration)),
-                    ("Model", track.model),
-                )
-                if value
-            ]
-            links = [("Audio", track.audio_url)] if track.audio_url else []
-            if track.stream_url and not track.audio_url:
-                links.append(("Stream", track.stream_url))  # the final file is not ready yet
-            found.append(
-                Card(
-                    title=track.title or "Untitled song", facts=tuple(facts), links=tuple(links), image=track.image_url
-                )
-            )
-        return found
-    if event.kind == "midi":
-        notes = tuple((instrument, f"{count} notes") for instrument, count in event.instruments)
-        return [Card(title=f"{name} ready", facts=notes)]
-    image = event.files[0][1] if event.kind == "cover" and event.files else ""
-    return [Card(title=f"{name} ready", links=event.files, image=image)]
-
-
 def fit_cards(found: list[Card], most: int, page: str = "", noun: str = "item") -> list[Card]:
     """At most ``most`` cards: past that, the first ``most - 1`` and a card saying how many songs
     (or items) were left out, with the task's page where there is one. The footer (task id, the
@@ -385,11 +322,6 @@ def fit_cards(found: list[Card], most: int, page: str = "", noun: str = "item") 
     left = len(found) - len(shown)
     links = (("All of them on the relay's page", page),) if page else ()
     return [*shown, Card(title=f"… and {left} more {noun}{'s' if left != 1 else ''}", links=links)]
-
-
-def files_note(found: list[Card]) -> str:
-    """`` · Files … expire …`` when the cards link to the provider's files."""
-    return f" · {FILES_EXPIRE}" if any(card.links or card.image for card in found) else ""
 
 
 def markdown_link(label: str, url: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from relay.http import Answer
+from relay.delivery.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
     MAX_RETRY_AFTER,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.http import Answer
+from relay.delivery.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
     Card,

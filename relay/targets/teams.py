@@ -17,7 +17,7 @@ import json
 import re
 from typing import Any
 
-from relay.http import Answer
+from relay.delivery.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
     OMITTED_NOTE,

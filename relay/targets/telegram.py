@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from relay.http import Answer
+from relay.delivery.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
     MAX_RETRY_AFTER,

@@ -15,10 +15,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from relay.config import Settings
-from relay.connection import connect
 from relay.logs import configure_logging
 from relay.metrics import CALLBACKS
 from relay.runtime import build
+from relay.store.connection import connect
 from relay.web.dashboard import mount_dashboard
 
 log = logging.getLogger("relay.web")

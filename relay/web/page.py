@@ -5,7 +5,7 @@ stylesheet), no JavaScript. Off unless ``RELAY_DASHBOARD_USER`` and ``RELAY_DASH
 are set (the same credentials as ``/rq``), behind HTTP basic auth. Actions (replay, discard) are
 POST only, carry a CSRF token derived from the password (a page of another site cannot know
 it), and are logged with who did what to which task. It reads what the CLI and
-``GET /tasks/<id>`` read (:mod:`relay.admin`, :mod:`relay.activity`), and shows targets by name,
+``GET /tasks/<id>`` read (:mod:`relay.admin`, :mod:`relay.store.activity`), and shows targets by name,
 never their URLs.
 """
 
@@ -23,11 +23,11 @@ import redis
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from relay import activity
 from relay.admin import dead_letters, discard_dead, replay_events, task_status
-from relay.store import DEAD, DELIVERED, QUEUED, RETRYING, SENDING
+from relay.polling.watchlist import WATCHLIST
+from relay.store import activity
+from relay.store.state import DEAD, DELIVERED, QUEUED, RETRYING, SENDING
 from relay.suno import Event
-from relay.watch import WATCHLIST
 from relay.web.dashboard import authenticated_user, challenge
 from relay.web.views import unavailable
 
@@ -239,7 +239,7 @@ def replay() -> WerkzeugResponse:
     if request.form.get("all"):
         work = [
             (letter.event_id, letter.target)
-            for letter in dead_letters(relay.store)
+            for letter in dead_letters(relay.store.state)
             if not target or letter.target == target
         ]
     else:

@@ -17,11 +17,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from relay import activity
 from relay.admin import task_status
 from relay.metrics import CALLBACKS, INGEST_SECONDS, scrape
+from relay.polling.watchlist import SubmitError, submit
+from relay.store import activity
 from relay.suno import NORMALISERS, PayloadError, parse_json
-from relay.watch import SubmitError, submit
 
 log = logging.getLogger("relay.web")
 bp = Blueprint("relay", __name__)

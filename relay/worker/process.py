@@ -4,17 +4,17 @@
   delivery threads (``RELAY_WORKER_THREADS``): a delivery job only hands its targets over, so a
   slow target holds one thread, not the worker, and nothing waits on a fork.
 - It rides out Redis outages (stopped, restarting, full, failing over): every Redis step waits
-  and tries again (:mod:`relay.outage`), logging one line when Redis goes and one when it is
+  and tries again (:mod:`relay.store.outage`), logging one line when Redis goes and one when it is
   back, and a job whose end RQ could not record is queued again once Redis answers (every job is
   safe to run twice). It starts while Redis is away, too, and waits for it.
 - Due jobs (retries, paced messages, polls) are moved onto the queue by every worker a few times
-  a second (:class:`relay.queue.DueJobs`, run by the sweeper thread); RQ's scheduler process is
+  a second (:class:`relay.delivery.queue.DueJobs`, run by the sweeper thread); RQ's scheduler process is
   not used, so there is none to lose.
 - SIGTERM (a deploy, a restart: the platform sends it, then SIGKILL 30 s later) is a warm
   shutdown: the worker takes no new job, each delivery thread finishes the message in flight
   (bounded by the POST deadline) and hands the rest back, and the process exits well within 25 s.
 - A worker killed without warning (SIGKILL, a crashed dyno) leaves its deliveries marked in
-  flight; once their locks expire, any worker's sweeper queues them again (relay.sweeper), and
+  flight; once their locks expire, any worker's sweeper queues them again (relay.worker.sweeper), and
   each resumes after the last message its target accepted.
 """
 
@@ -31,8 +31,8 @@ from rq.exceptions import DequeueTimeout
 from rq.worker import WorkerStatus
 
 from relay.config import Settings
-from relay.outage import OUTAGE, is_outage
-from relay.queue import delivery_queue
+from relay.delivery.queue import delivery_queue
+from relay.store.outage import OUTAGE, is_outage
 
 log = logging.getLogger("relay.worker")
 MONITORING_INTERVAL = 10

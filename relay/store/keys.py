@@ -2,8 +2,8 @@
 secret: targets appear by name, tasks and events by id. What each key holds is said beside it;
 which module reads and writes it, in that module.
 
-Events, their deliveries and the dedup record (:mod:`relay.store`, :mod:`relay.ingest`,
-:mod:`relay.delivery`), kept ``RELAY_DEDUP_TTL``:
+Events, their deliveries and the dedup record (:mod:`relay.store.state`, :mod:`relay.ingest`,
+:mod:`relay.delivery.attempt`), kept ``RELAY_DEDUP_TTL``:
 """
 
 from __future__ import annotations
@@ -43,16 +43,16 @@ DEAD_LETTERS = "relay:dead"  # sorted set of "<event id>/<target>" by time of de
 INFLIGHT = "relay:inflight"  # sorted set of "<event id>/<target>" being posted (or held), by lease end
 WORKERS = "relay:workers"  # sorted set of worker names by their last heartbeat (seconds)
 WORKER_TARGETS = "relay:worker-targets"  # hash: worker name → its target names, comma-separated
-RECONCILE_LOCK = "relay:reconcile"  # the worker that last looked for lost jobs (relay.reconcile)
-BATCH_PREFIX = "relay:batch:"  # + job id: the first attempts a running job took along (relay.queue)
+RECONCILE_LOCK = "relay:reconcile"  # the worker that last looked for lost jobs (relay.worker.reconcile)
+BATCH_PREFIX = "relay:batch:"  # + job id: the first attempts a running job took along (relay.delivery.queue)
 
 
 def rate_key(target: str) -> str:
-    """A target's next free slot (relay.ratelimit)."""
+    """A target's next free slot (relay.delivery.pacing)."""
     return f"relay:rate:{target}"
 
 
-# The operator's page and `status` (relay.activity).
+# The operator's page and `status` (relay.store.activity).
 RECENT = "relay:recent"  # sorted set, task id → when its latest event arrived
 
 

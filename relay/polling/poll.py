@@ -12,9 +12,9 @@ import random
 import time
 from typing import Any
 
-from relay.keys import PROVIDER_COOLDOWN, PROVIDER_ERRORS
+from relay.polling.client import SunoAPIError
+from relay.store.keys import PROVIDER_COOLDOWN, PROVIDER_ERRORS
 from relay.suno import PayloadError, from_record, music, timed_out
-from relay.suno_api import SunoAPIError
 
 log = logging.getLogger("relay.jobs")
 # Waits for a rate-limit slot up to this long inside the job; a longer one is rescheduled.

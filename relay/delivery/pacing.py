@@ -8,7 +8,7 @@ are booked in order across all workers, so a burst of callbacks is paced instead
 storm of 429s.
 
 A delivery books its slot once, inside its own Lua step (:data:`BOOK` is spliced into the
-scripts of :mod:`relay.delivery`), and a wait longer than a moment is not slept: the delivery is
+scripts of :mod:`relay.delivery.attempt`), and a wait longer than a moment is not slept: the delivery is
 scheduled for its slot. :class:`RateLimiter` serves the provider's poller.
 """
 
@@ -18,7 +18,7 @@ import math
 
 import redis
 
-from relay.keys import rate_key
+from relay.store.keys import rate_key
 
 # Lua: book(key, interval_ms, max_wait_ms) → milliseconds to wait for the booked slot; a wait over
 # max_wait_ms books nothing (and is returned as it is).

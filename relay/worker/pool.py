@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from relay.keys import INFLIGHT
+from relay.store.keys import INFLIGHT
 
 
 class DeliveryPool:

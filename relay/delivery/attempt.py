@@ -14,7 +14,7 @@
 So a one-message delivery costs two round trips, and a thread whose lock was taken over (it stalled
 past the lock's lifetime) records nothing. Messages are rendered before the lock is taken, so the
 lock's clock only runs while posting. Each step is retried through a Redis outage
-(:mod:`relay.outage`): a message the target accepted is recorded once Redis answers again, never
+(:mod:`relay.store.outage`): a message the target accepted is recorded once Redis answers again, never
 posted again. A rate-limit wait longer than :data:`MAX_PACING_SLEEP` is not slept: the delivery is
 scheduled for its booked slot and the thread is free. On SIGTERM a delivery finishes the message
 in flight and hands the rest back, resuming after the last accepted message.
@@ -34,15 +34,15 @@ from typing import Any
 import redis
 import rq
 
-from relay import activity
-from relay.activity import iso
 from relay.config import Settings
+from relay.delivery.pacing import BOOK, NO_LIMIT_MS, interval_ms, rate_key
+from relay.delivery.queue import enqueue_delivery
 from relay.metrics import record_delivery
-from relay.outage import OUTAGE
-from relay.queue import enqueue_delivery
-from relay.ratelimit import BOOK, NO_LIMIT_MS, interval_ms, rate_key
-from relay.scripts import REPLAY, pack, record
-from relay.store import (
+from relay.store import activity
+from relay.store.activity import iso
+from relay.store.outage import OUTAGE
+from relay.store.scripts import REPLAY, pack, record
+from relay.store.state import (
     DEAD,
     DEAD_LETTERS,
     DELIVERED,

@@ -1,6 +1,6 @@
 """Reads and writes of events, their delivery states, dead letters and workers. The keys (and
-what each holds) are named in :mod:`relay.keys`; how a delivery moves through them is
-:mod:`relay.delivery`'s business.
+what each holds) are named in :mod:`relay.store.keys`; how a delivery moves through them is
+:mod:`relay.delivery.attempt`'s business.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from relay.keys import (  # noqa: F401 - re-exported: the store's vocabulary
+from relay.store.keys import (  # noqa: F401 - re-exported: the store's vocabulary
     DEAD_LETTERS,
     INFLIGHT,
     RECONCILE_LOCK,
@@ -26,7 +26,7 @@ from relay.keys import (  # noqa: F401 - re-exported: the store's vocabulary
 )
 from relay.suno import Event, now_rfc3339
 
-# A worker beats every second (relay.sweeper); one silent for longer than this is gone.
+# A worker beats every second (relay.worker.sweeper); one silent for longer than this is gone.
 WORKER_SILENCE = 10.0
 
 QUEUED, SENDING, RETRYING, DELIVERED, DEAD = "queued", "sending", "retrying", "delivered", "dead"

@@ -1,18 +1,18 @@
 """Hands on deliveries whose worker died mid-post (SIGKILL, a crashed dyno).
 
 A worker posting a message keeps the delivery in ``relay:inflight``, scored by when its lock runs
-out (:func:`relay.delivery.lock_seconds`, renewed per message). Every worker runs a sweeper thread:
+out (:func:`relay.delivery.attempt.lock_seconds`, renewed per message). Every worker runs a sweeper thread:
 an entry past its time whose lock is gone was abandoned, and is queued again; the new job resumes
 after the last message the target accepted. RQ's own abandoned-job handling (heartbeat expiry,
 about 70 s) stays as the second net, for a job killed before it started posting.
 
 Every half ``RELAY_RECONCILE_AFTER`` (at most 30 s) one worker's sweeper also queues again the
-pending deliveries whose job was lost altogether (:mod:`relay.reconcile`).
+pending deliveries whose job was lost altogether (:mod:`relay.worker.reconcile`).
 
 The same thread, every worker's, moves due scheduled jobs onto the queue a few times a second
-(:class:`relay.queue.DueJobs`), records the worker's heartbeat (``relay:workers``, read by
+(:class:`relay.delivery.queue.DueJobs`), records the worker's heartbeat (``relay:workers``, read by
 ``check`` and ``/readyz``), and queues a poll for any watched task whose poll job was lost (see
-relay.watch). Through a Redis outage it waits, logging once (relay.outage).
+relay.watch). Through a Redis outage it waits, logging once (relay.store.outage).
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from typing import Any
 import redis
 import rq
 
-from relay import activity
-from relay.delivery import dead_letter
-from relay.keys import sweeps_key
-from relay.outage import OUTAGE, is_outage
-from relay.queue import DueJobs, enqueue_delivery
-from relay.reconcile import due_to_run, reconcile
-from relay.store import Store
-from relay.watch import Watchlist
+from relay.delivery.attempt import dead_letter
+from relay.delivery.queue import DueJobs, enqueue_delivery
+from relay.polling.watchlist import Watchlist
+from relay.store import activity
+from relay.store.keys import sweeps_key
+from relay.store.outage import OUTAGE, is_outage
+from relay.store.state import Store
+from relay.worker.reconcile import due_to_run, reconcile
 
 log = logging.getLogger("relay.sweeper")
 SWEEP_INTERVAL = 5.0

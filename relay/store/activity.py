@@ -3,7 +3,7 @@ the recent tasks, counts per ten minutes, and each target's last success, last f
 waiting deliveries.
 
 Every write here is queued on the pipeline whose commands the relay's own atomic steps replay
-(ingest, a delivery's finish; see :mod:`relay.scripts`), so it costs no round trip of its own,
+(ingest, a delivery's finish; see :mod:`relay.store.scripts`), so it costs no round trip of its own,
 and every key expires with ``RELAY_DEDUP_TTL`` (counts after a day). Names, times and reasons
 only: never a URL or a secret.
 
@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import redis
 
-from relay.keys import RECENT, log_key, stats_key, target_key, text, waiting_key
+from relay.store.keys import RECENT, log_key, stats_key, target_key, text, waiting_key
 
 BUCKET = 600  # seconds of one stats bucket
 STATS_TTL = 86400 + BUCKET  # a day of buckets

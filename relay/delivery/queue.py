@@ -28,7 +28,7 @@ from rq import Retry
 from rq.job import Job
 
 from relay.config import Settings
-from relay.keys import BATCH_PREFIX
+from relay.store.keys import BATCH_PREFIX
 
 DISPATCH = "relay.jobs.dispatch"
 # RQ's own retry covers only what our job cannot handle itself: a worker killed mid-job (an
@@ -145,7 +145,7 @@ def _zlib(data: bytes) -> bytes:
 
 
 class DueJobs:
-    """Moves the queue's due scheduled jobs onto it (every worker runs one, see relay.sweeper)."""
+    """Moves the queue's due scheduled jobs onto it (every worker runs one, see relay.worker.sweeper)."""
 
     def __init__(self, queue: rq.Queue) -> None:
         self.queue = queue

@@ -17,9 +17,9 @@ import redis
 import rq
 
 from relay.config import Settings
-from relay.keys import WATCHLIST, text, watch_key
-from relay.queue import CRASH_RETRY
-from relay.suno_api import SunoAPIError, SunoClient
+from relay.delivery.queue import CRASH_RETRY
+from relay.polling.client import SunoAPIError, SunoClient
+from relay.store.keys import WATCHLIST, text, watch_key
 
 POLL = "relay.jobs.poll"
 # Sent as callBackUrl in poll mode without RELAY_PUBLIC_URL: the API requires one; nothing

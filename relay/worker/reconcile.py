@@ -24,10 +24,10 @@ import time
 import orjson
 import rq
 
-from relay.activity import waiting_key
+from relay.delivery.queue import Batches, enqueue_delivery
 from relay.metrics import record_delivery
-from relay.queue import Batches, enqueue_delivery
-from relay.store import DEAD, DELIVERED, INFLIGHT, RECONCILE_LOCK, Store, event_key, lock_key
+from relay.store.activity import waiting_key
+from relay.store.state import DEAD, DELIVERED, INFLIGHT, RECONCILE_LOCK, Store, event_key, lock_key
 
 log = logging.getLogger("relay.reconcile")
 MOST = 500  # overdue entries looked at per target and pass
