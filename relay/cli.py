@@ -120,7 +120,7 @@ def worker(burst: bool) -> None:
     OUTAGE.call(lambda: runtime.store.advertise(rq_worker.name, list(runtime.targets)))
     sweeper = Sweeper(
         runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval, rq_worker.name,
-        targets=list(runtime.targets), reconcile_after=settings.reconcile_after, leases=runtime.pool,
+        targets=list(runtime.targets), reconcile_after=settings.reconcile_after,
     )  # fmt: skip
     sweeper.start()
     try:

@@ -24,6 +24,7 @@ Delivery guarantees, per (event, target):
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -38,6 +39,7 @@ from relay.runtime import Runtime, build
 from relay.store.outage import OUTAGE
 from relay.store.state import INFLIGHT
 from relay.suno import Event
+from relay.worker.pool import DeliveryPool
 
 log = logging.getLogger("relay.jobs")
 
@@ -76,10 +78,7 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
         event = rt.store.load_event(event_id)
         return "; ".join(f"{target}: {deliver(event_id, target, attempt, force, event, booked)}" for target in targets)
     pool = rt.pool
-    started = [
-        pool.submit(target, f"{event_id}/{target}", _deliver_in_thread, event_id, target, attempt, force, booked)
-        for target in targets
-    ]
+    started = [_start(rt, pool, event_id, target, attempt, force, booked) for target in targets]
     job = rq.get_current_job()
     taken: list[tuple[str, list[str], str]] = []
     if job is not None:
@@ -88,16 +87,33 @@ def dispatch(event_id: str, targets: list[str], attempt: int = 1, force: bool = 
         if rerun or room > 0:
             taken = OUTAGE.call(lambda: rt.batches.claim(job.id, room))
     for other, its_targets, _task in taken:
-        started += [
-            pool.submit(target, f"{other}/{target}", _deliver_in_thread, other, target, 1, False, False)
-            for target in its_targets
-        ]
+        started += [_start(rt, pool, other, target, 1, False, False) for target in its_targets]
     for begun in started:
-        begun.wait(lock_seconds(rt.settings))
+        if begun is not None:
+            begun.wait(lock_seconds(rt.settings))
     if taken and job is not None:
         OUTAGE.call(lambda: rt.batches.release(job.id))
         return f"handed to delivery threads: {', '.join(targets)}, and {len(taken)} more events"
     return f"handed to delivery threads: {', '.join(targets)}"
+
+
+# A slow target's delivery past its share of the threads comes back this much later, as a job.
+BULKHEAD_DELAY = 2.0
+
+
+def _start(
+    rt: Runtime, pool: DeliveryPool, event_id: str, target: str, attempt: int, force: bool, booked: bool
+) -> threading.Event | None:
+    """Hand a delivery to a thread, or, its target's share of the threads being busy, back to
+    Redis as a job due a moment later (it holds no thread meanwhile, and nothing of it lives only
+    in this process): a slow target never takes the threads of the others."""
+    begun = pool.submit(target, _deliver_in_thread, event_id, target, attempt, force, booked)
+    if begun is None:
+        # Not booked any more: it books its slot again when it runs (late, never early).
+        OUTAGE.call(
+            lambda: enqueue_delivery(rt.queue, event_id, [target], attempt=attempt, delay=BULKHEAD_DELAY, force=force)
+        )
+    return begun
 
 
 def _waited(job: rq.job.Job) -> bool:

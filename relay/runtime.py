@@ -8,7 +8,7 @@ import redis
 import rq
 
 from relay.config import Settings
-from relay.delivery.attempt import Context, lock_seconds
+from relay.delivery.attempt import Context
 from relay.delivery.pacing import RateLimiter
 from relay.delivery.queue import Batches, delivery_queue
 from relay.ingest import Ingest
@@ -57,5 +57,5 @@ def build(settings: Settings, connection: redis.Redis | None = None, threads: in
         suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
         context=Context(settings, connection, queue),
         batches=Batches(queue),
-        pool=DeliveryPool(threads, len(targets), connection, lock_seconds(settings)) if threads else None,
+        pool=DeliveryPool(threads, len(targets)) if threads else None,
     )

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import redis
 import rq
@@ -75,7 +74,6 @@ class Sweeper(threading.Thread):
         interval: float = SWEEP_INTERVAL,
         targets: list[str] | None = None,
         reconcile_after: float = 60.0,
-        leases: Any = None,
     ) -> None:
         super().__init__(name="relay-sweeper", daemon=True)
         self.store, self.queue, self.watchlist = store, queue, watchlist
@@ -83,7 +81,6 @@ class Sweeper(threading.Thread):
         self.due = DueJobs(queue)
         self.targets = targets or []
         self.reconcile_after = reconcile_after
-        self.leases = leases  # the delivery pool: its held deliveries' leases are renewed here
         self.reconcile_every = min(30.0, reconcile_after / 2)  # a loss is seen within 1.5 × RELAY_RECONCILE_AFTER
         self.stopped = threading.Event()
 
@@ -98,8 +95,6 @@ class Sweeper(threading.Thread):
                     self.store.beat(self.worker_name)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.interval
-                    if self.leases is not None:
-                        self.leases.renew()
                     sweep(self.store, self.queue)
                     activity.trim(self.store.redis, self.targets, self.store.ttl)
                     for task_id in self.watchlist.requeue_overdue(self.poll_interval):
