@@ -40,7 +40,7 @@ def sweeps_key(event_id: str, target: str) -> str:
 
 
 DEAD_LETTERS = "relay:dead"  # sorted set of "<event id>/<target>" by time of death
-INFLIGHT = "relay:inflight"  # sorted set of "<event id>/<target>" being posted (or held), by lease end
+INFLIGHT = "relay:inflight"  # sorted set of "<event id>/<target>" being posted, by when the lock runs out
 WORKERS = "relay:workers"  # sorted set of worker names by their last heartbeat (seconds)
 WORKER_TARGETS = "relay:worker-targets"  # hash: worker name → its target names, comma-separated
 RECONCILE_LOCK = "relay:reconcile"  # the worker that last looked for lost jobs (relay.worker.reconcile)
