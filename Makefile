@@ -38,7 +38,7 @@ deps: $(VENV)/.dev-installed
 
 # Retakes docs/ui-*.png (make test writes its screenshots under .pytest-tmp/ only).
 screenshots: $(VENV)/.dev-installed
-	UI_SCREENSHOTS_DIR=docs $(PY) -m pytest tests/test_ui.py
+	UI_SCREENSHOTS_DIR=docs $(PY) -m pytest tests/system/test_ui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .pytest-tmp

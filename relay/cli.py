@@ -390,16 +390,13 @@ def _send_test_messages(settings: Settings) -> bool:
     event = Event(event_id(task_id, "test"), task_id, "test", 200, "test message", now_rfc3339(), (lyric,))
     failed = False
     for name, target in build_targets(settings).items():
-        outcome = None
-        for message in target.render(event):
-            outcome = target.send(message, event)
-            if not outcome.ok:
-                break
-        if outcome and outcome.ok:
+        messages = target.render(event)
+        outcome, sent = target.send_in_order(messages, event)
+        if messages and sent == len(messages):
             click.echo(f"test message to {name}: ok ({outcome.reason})")
         else:
             failed = True
-            click.echo(f"test message to {name}: FAILED ({outcome.reason if outcome else 'nothing to send'})")
+            click.echo(f"test message to {name}: FAILED ({outcome.reason if messages else 'nothing to send'})")
     return failed
 
 

@@ -4,21 +4,10 @@
   worker's pool), each delivery then runs on its own (:mod:`relay.delivery.attempt`).
 - :func:`poll`: a watched task's poll (:mod:`relay.polling.poll`).
 
-The worker calls :func:`configure` once at start (see ``relay.cli worker``); a plain
-``rq worker`` gets the same from the environment on its first job.
-
-Delivery guarantees, per (event, target):
-
-- at most once: the target's accepted messages are recorded in Redis before the delivery ends
-  (through a Redis outage too: the worker keeps the result and records it once Redis answers),
-  and a job that finds its target already delivered does nothing (unless forced by a replay); a
-  lock keeps two jobs from posting the same delivery at the same time, and a thread that lost
-  its lock records nothing;
-- at least once overall: a failed attempt is scheduled again (backoff, or the target's
-  ``Retry-After``); a delivery whose worker died mid-post is handed on by the sweeper
-  (:mod:`relay.worker.sweeper`) once its lock expires, and a job whose worker died before posting is
-  re-run by RQ; what is out of attempts or refused for good lands in the dead letters, from
-  which it can be replayed.
+Jobs already queued in Redis name these two functions, so they keep these names. The worker calls
+:func:`configure` once at start (see ``relay.cli worker``); a plain ``rq worker`` gets the same
+from the environment on its first job. What a delivery guarantees (at most once per target, at
+least once overall) is written once, in docs/delivery.md.
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ import redis
 
 from relay.config import Settings
 from relay.dev import RedisServer, free_port
-from tests.support import Receiver
+from tests.support import EXAMPLES, FakeSuno, Receiver
 
 TOKEN = "test-token-0123456789abcdef"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SUNO_KEY = "suno-test-key"
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +77,20 @@ def user_env(tmp_path) -> dict[str, str]:
     return env
 
 
-# Modules whose every test starts real processes (gunicorn, RQ workers, make run, a browser);
-# elsewhere such a test carries @pytest.mark.system itself. `make test-fast` runs the rest.
-SYSTEM_MODULES = {"test_door", "test_e2e", "test_faults", "test_make_run", "test_ui", "test_tls"}
+# tests/system/ starts real processes (gunicorn, RQ workers, make run, a browser, a production
+# install); tests/unit/ mirrors relay/ and runs in this process. `make test-fast` runs the unit lane.
+SYSTEM = Path(__file__).resolve().parent / "system"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SYSTEM_MODULES or "stack" in getattr(item, "fixturenames", ()):
+        if SYSTEM in item.path.parents:
             item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture
+def suno() -> Iterator[FakeSuno]:
+    """The provider's API, served for real on a free port, expecting ``SUNO_KEY``."""
+    fake = FakeSuno(SUNO_KEY)
+    yield fake
+    fake.close()

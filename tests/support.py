@@ -23,6 +23,13 @@ import requests
 
 from relay.dev import ROOT, free_port, procfile, wait_for_port
 
+EXAMPLES = ROOT / "examples"
+
+
+def example(name: str) -> dict:
+    """One of ``examples/<name>.json``, the provider's payloads as documented."""
+    return json.loads((EXAMPLES / f"{name}.json").read_text())
+
 
 @dataclass
 class Received:
@@ -463,3 +470,18 @@ def nothing_recorded(connection) -> bool:
 def log_entries(text: str) -> list[dict]:
     """The JSON log lines of a process's output, parsed."""
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def ingest(runtime, event) -> None:
+    """Record ``event`` and queue its deliveries as the door does."""
+    from relay.delivery.queue import delivery_queue
+    from relay.ingest import Ingest
+
+    assert Ingest(runtime.settings, runtime.redis, delivery_queue(runtime.settings, runtime.redis))(event)
+
+
+def work(runtime) -> None:
+    """Run every job due on the runtime's queue in this process, as a worker would."""
+    from rq import SimpleWorker
+
+    SimpleWorker([runtime.queue], connection=runtime.redis).work(burst=True)

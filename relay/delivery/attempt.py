@@ -117,6 +117,14 @@ class LockLost(Exception):
     """Another worker took the delivery over while this one still worked on it."""
 
 
+class _HandBack(Exception):
+    """Stop posting now; the rest is scheduled ``delay`` seconds later."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay, self.reason = delay, reason
+
+
 def lock_seconds(settings: Settings) -> float:
     """How long one worker may hold a delivery without renewing: one POST's deadline, a pacing
     sleep and a margin, no more, so that the lock of a killed worker frees itself soon and the
@@ -201,22 +209,26 @@ class Delivery:
                 self._finish(lambda pipe: None)
                 raise
         started = time.monotonic()
-        outcome = Outcome(ok=True, reason="nothing left to send")
-        while self.state.parts_sent < len(messages):
-            if self.wait > MAX_PACING_SLEEP:
-                return self._hand_back(self.wait, "paced by rate limit")
-            time.sleep(self.wait)
-            outcome = self.target.send(messages[self.state.parts_sent], self.event)
-            if not outcome.ok:
-                break
-            self.state.parts_sent += 1
-            if self.state.parts_sent == len(messages):
-                break
-            if OUTAGE.stopping.is_set():
-                return self._hand_back(0, "handed back at shutdown")
-            self._progress()
+        try:
+            outcome, self.state.parts_sent = self.target.send_in_order(
+                messages, self.event, self.state.parts_sent, self._before_each
+            )
+        except _HandBack as stop:
+            return self._hand_back(stop.delay, stop.reason)
         self.context["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
         return self._settle(outcome)
+
+    def _before_each(self, sent: int) -> None:
+        """Between messages: record the one just accepted (or hand the rest back at shutdown);
+        before every message: wait for its booked slot, or hand back a wait too long to sleep."""
+        if sent > self.state.parts_sent:
+            self.state.parts_sent = sent
+            if OUTAGE.stopping.is_set():
+                raise _HandBack(0, "handed back at shutdown")
+            self._progress()
+        if self.wait > MAX_PACING_SLEEP:
+            raise _HandBack(self.wait, "paced by rate limit")
+        time.sleep(self.wait)
 
     def _begin(self) -> str | None:
         """Lock, read, mark in flight, book; None when there is something to send."""

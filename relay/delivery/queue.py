@@ -104,7 +104,7 @@ def enqueue_delivery(
 def dispatch_writes(queue: rq.Queue, event_id: str, targets: list[str], task_id: str = "") -> list[tuple]:
     """The Redis writes of ``enqueue_delivery(queue, event_id, targets)`` (a first attempt, due
     now), built directly: what RQ's ``enqueue_call`` writes for the pinned RQ, at a fraction of
-    its cost on the door's hot path, plus :data:`BATCH_FIELD`. ``tests/test_queue.py`` compares
+    its cost on the door's hot path, plus :data:`BATCH_FIELD`. ``tests/unit/delivery/test_queue.py`` compares
     the two field by field, so an RQ upgrade that changes them fails loudly."""
     job_id = str(uuid.uuid4())
     key = Job.redis_job_namespace_prefix + job_id

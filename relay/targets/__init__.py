@@ -2,7 +2,7 @@
 
 Each target class declares its own facts (its variable, default rate, expected hosts, options,
 how ``check`` shows it); :mod:`relay.config` learns them from :data:`KINDS`. A new service is a
-module and a line in KINDS, nothing else (``tests/test_registry.py`` shows it)."""
+module and a line in KINDS, nothing else (``tests/unit/targets/test_registry.py`` shows it)."""
 
 from __future__ import annotations
 

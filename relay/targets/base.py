@@ -176,6 +176,25 @@ class Target:
     def url_for(self, message: dict[str, Any]) -> str:
         return self.spec.url
 
+    def send_in_order(
+        self,
+        messages: list[dict[str, Any]],
+        event: Event,
+        sent: int = 0,
+        before_each: Callable[[int], None] = lambda sent: None,
+    ) -> tuple[Outcome, int]:
+        """Post ``messages[sent:]`` in order until one is refused; the last answer and how many
+        were accepted. ``before_each(sent)`` runs before every post (a delivery paces, records
+        progress and may stop there by raising); ``check`` sends its test message with none."""
+        outcome = Outcome(ok=True, reason="nothing left to send")
+        while sent < len(messages):
+            before_each(sent)
+            outcome = self.send(messages[sent], event)
+            if not outcome.ok:
+                break
+            sent += 1
+        return outcome, sent
+
     def send(self, message: dict[str, Any], event: Event) -> Outcome:
         body, headers = self.encode(message, event)
         try:

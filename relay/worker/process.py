@@ -1,21 +1,8 @@
-"""The RQ worker the Procfile runs, tuned for a relay on a Heroku-like platform.
-
-- It runs jobs in its own process (RQ's ``SimpleWorker``, no fork per job) and posts in a pool of
-  delivery threads (``RELAY_WORKER_THREADS``): a delivery job only hands its targets over, so a
-  slow target holds one thread, not the worker, and nothing waits on a fork.
-- It rides out Redis outages (stopped, restarting, full, failing over): every Redis step waits
-  and tries again (:mod:`relay.store.outage`), logging one line when Redis goes and one when it is
-  back, and a job whose end RQ could not record is queued again once Redis answers (every job is
-  safe to run twice). It starts while Redis is away, too, and waits for it.
-- Due jobs (retries, paced messages, polls) are moved onto the queue by every worker a few times
-  a second (:class:`relay.delivery.queue.DueJobs`, run by the sweeper thread); RQ's scheduler process is
-  not used, so there is none to lose.
-- SIGTERM (a deploy, a restart: the platform sends it, then SIGKILL 30 s later) is a warm
-  shutdown: the worker takes no new job, each delivery thread finishes the message in flight
-  (bounded by the POST deadline) and hands the rest back, and the process exits well within 25 s.
-- A worker killed without warning (SIGKILL, a crashed dyno) leaves its deliveries marked in
-  flight; once their locks expire, any worker's sweeper queues them again (relay.worker.sweeper), and
-  each resumes after the last message its target accepted.
+"""The RQ worker the Procfile runs: RQ's ``SimpleWorker`` (no fork per job) with a pool of
+delivery threads (:mod:`.pool`), a sweeper thread (:mod:`.sweeper`), every Redis step retried
+through an outage (:mod:`relay.store.outage`) and SIGTERM as a warm shutdown that hands unfinished
+deliveries back. What that guarantees through outages and killed workers is written once, in
+docs/delivery.md ("Redis outages", "Killed workers").
 """
 
 from __future__ import annotations

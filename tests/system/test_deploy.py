@@ -23,7 +23,6 @@ from relay.config import KNOWN_VARIABLES, VARIABLES
 from relay.dev import ROOT, RedisServer, free_port, procfile, wait_for_port
 from tests.conftest import TOKEN
 
-pytestmark = pytest.mark.system
 DEPLOY = {variable.name for variable in VARIABLES if variable.deploy}
 
 

@@ -18,7 +18,6 @@ from relay.dev import ROOT, RedisServer, procfile
 from tests.conftest import TOKEN
 from tests.support import Procfile
 
-pytestmark = pytest.mark.system
 USER, PASSWORD = "ops", "a-long-dashboard-password"
 EVIL = {
     "Origin": "https://evil.example",
@@ -169,7 +168,7 @@ INTERNAL = [
 
 @pytest.mark.parametrize("url, said", INTERNAL)
 def test_check_warns_about_internal_targets(user_env, url, said) -> None:
-    from tests.test_make_run import operator
+    from tests.system.test_make_run import operator
 
     out = operator({**user_env, "REDIS_URL": "redis://127.0.0.1:1/0", "RELAY_WEBHOOK_URL": url}, "check").stdout
     [line] = [line for line in out.splitlines() if "inside its own network" in line]
@@ -177,7 +176,7 @@ def test_check_warns_about_internal_targets(user_env, url, said) -> None:
 
 
 def test_a_target_that_is_the_relays_own_callback_url_is_refused(user_env, redis_url) -> None:
-    from tests.test_make_run import operator
+    from tests.system.test_make_run import operator
 
     env = {
         **user_env,

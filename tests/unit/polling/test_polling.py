@@ -9,8 +9,6 @@ import itertools
 import time
 
 import pytest
-import redis
-import requests
 from rq import SimpleWorker
 
 from relay import create_app, jobs
@@ -18,18 +16,9 @@ from relay.polling import poll as polling
 from relay.polling.client import SunoAPIError, SunoClient
 from relay.polling.watchlist import NO_CALLBACK_URL, WATCHLIST
 from relay.suno import event_id, from_record
-from tests.conftest import TOKEN
-from tests.support import FakeSuno, Procfile, nothing_recorded
+from tests.conftest import SUNO_KEY, TOKEN
+from tests.support import FakeSuno, nothing_recorded
 from tests.support import run_cli as cli
-
-KEY = "suno-test-key"
-
-
-@pytest.fixture
-def suno():
-    fake = FakeSuno(KEY)
-    yield fake
-    fake.close()
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def relay_env(make_settings, redis_conn, receivers, suno, redis_url):
         "RELAY_CALLBACK_TOKEN": TOKEN,
         "SLACK_WEBHOOK_URL": slack.url + "#rate=100/1s",
         "SUNO_API_BASE": suno.url,
-        "SUNO_API_KEY": KEY,
+        "SUNO_API_KEY": SUNO_KEY,
         "RELAY_PUBLIC_URL": "https://relay.example",
         "RELAY_POLL_INTERVAL": "30s",
     }
@@ -67,19 +56,19 @@ def scheduled_polls(runtime) -> list[tuple[str, float]]:
 
 
 def test_client_errors_are_clear_and_never_show_the_key(suno) -> None:
-    client = SunoClient(suno.url, KEY)
+    client = SunoClient(suno.url, SUNO_KEY)
     for code, retryable in [(405, True), (430, True), (455, True), (500, True), (413, False), (429, False)]:
         suno.errors.append(code)
         with pytest.raises(SunoAPIError) as caught:
             client.submit("a song", "https://relay.example/cb")
         assert caught.value.code == code and caught.value.retryable is retryable
-        assert f"Suno API {code}" in str(caught.value) and KEY not in str(caught.value)
+        assert f"Suno API {code}" in str(caught.value) and SUNO_KEY not in str(caught.value)
     with pytest.raises(SunoAPIError, match="unauthorized: check SUNO_API_KEY"):
         SunoClient(suno.url, "wrong-key").submit("a song", "https://relay.example/cb")
     with pytest.raises(SunoAPIError, match="longer than 200 words"):
         client.submit("word " * 201, "https://relay.example/cb")
     with pytest.raises(SunoAPIError, match="unreachable"):
-        SunoClient("http://127.0.0.1:9", KEY).record_info("x")
+        SunoClient("http://127.0.0.1:9", SUNO_KEY).record_info("x")
 
 
 def test_submit_from_the_cli_sends_our_callback_url_and_watches(relay_env, suno) -> None:
@@ -198,7 +187,9 @@ def test_polls_share_one_rate(relay_env, suno) -> None:
     for n in range(4):
         jobs.poll(f"r{n}")
     times = [at for method, path, at in suno.requests if method == "GET"]
-    assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(times))
+    # Slots are 0.25 s apart; the receiver's clock sees them less a request's own jitter.
+    assert all(later - earlier >= 0.2 for earlier, later in itertools.pairwise(times))
+    assert times[-1] - times[0] >= 0.7
 
 
 def test_lost_poll_is_requeued_by_the_sweeper(relay_env, suno) -> None:
@@ -270,64 +261,3 @@ def test_watch_an_existing_task_from_the_cli(relay_env, suno) -> None:
     work(runtime)  # runs the poll, then the delivery it queued
     work(runtime)
     assert [m.json()["blocks"][0]["text"]["text"] for m in slack.received] == ["Song elsewhere"]
-
-
-def processes_env(redis_url: str, suno: FakeSuno, slack, **extra: str) -> dict[str, str]:
-    """Settings for real processes polling the fake provider every second, from the start."""
-    redis.Redis.from_url(redis_url).flushdb()
-    return {
-        "REDIS_URL": redis_url,
-        "RELAY_CALLBACK_TOKEN": TOKEN,
-        "SLACK_WEBHOOK_URL": slack.url,
-        "SUNO_API_BASE": suno.url,
-        "SUNO_API_KEY": KEY,
-        "RELAY_POLL_INTERVAL": "1s",
-        "RELAY_POLL_GRACE": "0",
-        **extra,
-    }
-
-
-@pytest.mark.system
-def test_without_a_public_url_lyrics_arrive_by_polling(tmp_path, redis_url, suno, receivers, sample) -> None:
-    """The README's promise: no public URL, `submit` from the CLI, lyrics in Slack by polling;
-    real web and worker processes."""
-    slack = receivers()
-    env = processes_env(redis_url, suno, slack, RELAY_MODE="poll")
-    processes = Procfile(env, tmp_path)
-    try:
-        processes.start("worker")
-        result = cli(env, "submit", "a song about rain")
-        assert result.returncode == 0, result.stderr
-        [task_id] = suno.tasks
-        slack.wait_for(1, timeout=30)
-        assert slack.received[0].json()["blocks"][0]["text"]["text"] == f"Song {task_id}"
-        gets = [path for method, path, _ in suno.requests if method == "GET"]
-        assert len(gets) == 3  # PENDING, PENDING, SUCCESS: then it stopped polling
-    finally:
-        processes.stop()
-
-
-@pytest.mark.system
-def test_provider_callback_and_polling_deliver_once_across_processes(tmp_path, redis_url, suno, receivers) -> None:
-    """Real web and worker: the relay submits with its own callback URL, the provider calls it
-    back while the relay is polling the same task; Slack gets the lyrics once."""
-    slack = receivers()
-    processes = Procfile(processes_env(redis_url, suno, slack), tmp_path)
-    processes.env["RELAY_PUBLIC_URL"] = processes.base_url
-    suno.default_script = ["PENDING", "SUCCESS"]
-    try:
-        processes.start("web")
-        processes.start("worker")
-        response = requests.post(
-            f"{processes.base_url}/tasks", json={"prompt": "a song"}, headers={"X-Relay-Token": TOKEN}, timeout=10
-        )
-        assert response.status_code == 202
-        task_id = response.json()["task_id"]
-        assert suno.tasks[task_id]["callBackUrl"] == f"{processes.base_url}/callbacks/suno/lyrics?token={TOKEN}"
-        assert suno.fire_callback(task_id).json()["status"] in ("received", "duplicate")
-        slack.wait_for(1, timeout=30)
-        time.sleep(3.0)  # polling ran meanwhile (every second); a second delivery would show by now
-        assert len(slack.received) == 1
-        assert f"Song {task_id}" in slack.received[0].json()["blocks"][0]["text"]["text"]
-    finally:
-        processes.stop()

@@ -14,8 +14,7 @@ from relay.store import activity
 from relay.store.state import DEAD, DELIVERED, RETRYING
 from relay.suno import normalise
 from relay.worker.sweeper import MAX_SWEEPS, sweep
-from tests.support import Reply
-from tests.test_jobs import ingest
+from tests.support import Reply, ingest
 
 
 @pytest.fixture

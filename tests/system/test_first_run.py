@@ -18,9 +18,8 @@ import requests
 from relay.dev import ROOT, RedisServer, procfile, wait_for_port
 from tests.conftest import TOKEN
 from tests.support import Procfile, log_entries
-from tests.test_make_run import PYTHON, Terminal, leftovers, operator
+from tests.system.test_make_run import PYTHON, Terminal, leftovers, operator
 
-pytestmark = pytest.mark.system
 VENV_BIN = str(Path(sys.executable).parent)
 UNREACHABLE = "suno-relay: REDIS_URL: cannot connect to 127.0.0.1:1 db 0 (connection refused)"
 

@@ -13,7 +13,7 @@ from relay.config import TargetSpec
 from relay.suno import Event, Lyric, normalise
 from relay.targets import DiscordTarget, SlackTarget, WebhookTarget
 from relay.targets.base import MAX_MESSAGES, chunk_text, parse_retry_after
-from tests.support import Reply
+from tests.support import Reply, example
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -320,9 +320,8 @@ def test_a_target_answer_never_carries_the_url_secret(receivers) -> None:
 
 
 def sixty_songs(page: str = "") -> dict:
-    from pathlib import Path
 
-    body = json.loads((Path(__file__).resolve().parent.parent / "examples" / "music-complete.json").read_text())
+    body = example("music-complete")
     song = body["data"]["data"][0]
     body["data"]["data"] = [{**song, "id": f"song-{n}", "title": f"Song number {n}"} for n in range(60)]
     return body

@@ -5,44 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-from rq import SimpleWorker
-
 from relay import jobs
-from relay.delivery.queue import delivery_queue
-from relay.ingest import Ingest
 from relay.logs import configure_logging
 from relay.store.state import DEAD, DELIVERED, RETRYING, Store, lock_key
 from relay.suno import Event, Lyric, normalise
-from relay.worker.sweeper import MAX_SWEEPS, sweep
-from tests.support import Reply
-
-
-@pytest.fixture
-def relay_env(make_settings, redis_conn, receivers):
-    """Settings with Slack, Discord and webhook receivers; returns a builder."""
-
-    def build(**env: str):
-        slack, discord, webhook = receivers(), receivers(default=Reply(204, "")), receivers()
-        fast = "#rate=100/1s"  # pacing has tests of its own; here it would only slow things down
-        settings = make_settings(
-            SLACK_WEBHOOK_URL=slack.url + fast,
-            DISCORD_WEBHOOK_URL=discord.url + fast,
-            RELAY_WEBHOOK_URL=webhook.url + fast,
-            **env,
-        )
-        runtime = jobs.configure(settings, redis_conn)
-        return runtime, slack, discord, webhook
-
-    return build
-
-
-def ingest(runtime, event: Event) -> None:
-    assert Ingest(runtime.settings, runtime.redis, delivery_queue(runtime.settings, runtime.redis))(event)
-
-
-def work(runtime) -> None:
-    SimpleWorker([runtime.queue], connection=runtime.redis).work(burst=True)
+from tests.support import Reply, ingest, work
 
 
 def scheduled(runtime) -> list:
@@ -213,41 +180,6 @@ def test_rejected_payload_is_logged_with_the_answer(relay_env, sample, capsys) -
     [dead] = [line for line in lines if line["event"] == "dead"]
     assert dead["target"] == "slack" and dead["task_id"] == event.task_id
     assert "invalid_payload" in dead["reason"] and "relay bug" in dead["note"]
-
-
-def test_abandoned_delivery_is_handed_on_by_the_sweeper(relay_env, sample) -> None:
-    runtime, slack, _, _ = relay_env()
-    event = normalise(sample)
-    ingest(runtime, event)
-    runtime.queue.empty()  # as if the worker that took the job died mid-post
-    runtime.redis.zadd("relay:inflight", {f"{event.id}/slack": time.time() - 1})
-    assert sweep(runtime.store, runtime.queue) == 1
-    assert sweep(runtime.store, runtime.queue) == 0  # claimed once
-    work(runtime)
-    assert len(slack.received) == 1 and runtime.store.delivery(event.id, "slack").state == DELIVERED
-
-
-def test_a_crash_keeps_the_in_flight_mark_and_repeated_crashes_end_dead(relay_env, sample) -> None:
-    runtime, slack, _, _ = relay_env()
-    event = normalise(sample)
-    ingest(runtime, event)
-
-    def crash(_event):
-        raise RuntimeError("a bug while rendering")
-
-    runtime.targets["slack"].render = crash
-    runtime.redis.zadd("relay:inflight", {f"{event.id}/slack": time.time() + 60})
-    with pytest.raises(RuntimeError):
-        jobs.deliver(event.id, "slack")
-    assert runtime.redis.zscore("relay:inflight", f"{event.id}/slack") is not None  # the sweeper's cue
-    assert not runtime.redis.exists(lock_key(event.id, "slack"))
-    for _ in range(MAX_SWEEPS):
-        runtime.redis.zadd("relay:inflight", {f"{event.id}/slack": time.time() - 1})
-        assert sweep(runtime.store, runtime.queue) == 1
-    runtime.redis.zadd("relay:inflight", {f"{event.id}/slack": time.time() - 1})
-    assert sweep(runtime.store, runtime.queue) == 0
-    state = runtime.store.delivery(event.id, "slack")
-    assert state.state == DEAD and "abandoned 5 times" in state.reason and slack.received == []
 
 
 def test_a_thread_that_lost_its_lock_records_nothing(relay_env, sample) -> None:

@@ -33,3 +33,10 @@ def test_the_worker_the_cli_and_the_suno_package_do_not_import_flask() -> None:
     )
     out = subprocess.run([sys.executable, "-c", pure], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_unit_tests_mirror_the_packages_of_relay() -> None:
+    """tests/unit/<package>/ for each package of relay/; tests/system/ for whole processes."""
+    packages = {path.parent.name for path in (ROOT / "relay").glob("*/__init__.py")}
+    mirrored = {path.parent.name for path in (ROOT / "tests" / "unit").glob("*/__init__.py")}
+    assert packages == mirrored

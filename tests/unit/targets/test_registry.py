@@ -15,7 +15,7 @@ from relay.config import Settings, known_variables, unknown_variables
 from relay.suno import Event, normalise
 from relay.targets import KINDS, Target
 from tests.conftest import TOKEN
-from tests.test_jobs import ingest
+from tests.support import ingest
 
 
 class ZulipTarget(Target):
