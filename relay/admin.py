@@ -17,6 +17,7 @@ from relay.store.keys import text
 from relay.store.state import (
     DEAD,
     DELIVERED,
+    HELD,
     QUEUED,
     RETRYING,
     SENDING,
@@ -39,6 +40,8 @@ def describe(state: DeliveryState) -> str:
         return f"sending (attempt {state.attempt})"
     if state.state == DEAD:
         return f"dead: {state.reason}"
+    if state.state == HELD:
+        return f"held: the target's breaker is not closed (last error {state.reason})"
     return "received"
 
 

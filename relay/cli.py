@@ -118,9 +118,10 @@ def worker(burst: bool) -> None:
     rq_worker = OUTAGE.call(lambda: build_worker(settings, rq_connection))
     OUTAGE.call(lambda: runtime.store.beat(rq_worker.name))  # counted as alive from the start
     OUTAGE.call(lambda: runtime.store.advertise(rq_worker.name, list(runtime.targets)))
+    OUTAGE.call(lambda: runtime.breakers.sync_urls({spec.name: spec.url for spec in settings.targets}))
     sweeper = Sweeper(
         runtime.store, runtime.queue, runtime.watchlist, settings.poll_interval, rq_worker.name,
-        targets=list(runtime.targets), reconcile_after=settings.reconcile_after,
+        targets=list(runtime.targets), reconcile_after=settings.reconcile_after, breakers=runtime.breakers,
     )  # fmt: skip
     sweeper.start()
     try:
@@ -171,6 +172,48 @@ def status(task_id: str, as_json: bool) -> None:
         click.echo(f"{event['event_id']}  {event['type']} ({event['callback_type']}), received {event['received_at']}")
         for name, target in event["targets"].items() or {"(no target wanted it)": {"summary": ""}}.items():
             click.echo(f"  {name:<16} {target['summary']}")
+    from relay.delivery.breaker import Breakers
+
+    names = sorted({name for event in found["events"] for name in event["targets"]})
+    for name, breaker in Breakers(settings, store.redis).status(names).items():
+        click.echo(f"breaker {name:<16} {_breaker_line(breaker)}")
+
+
+def _breaker_line(breaker: Any) -> str:
+    """``closed`` or ``open since …: <reason> (3 held)``: what check and status show."""
+    if not breaker.down:
+        return f"closed{f' ({breaker.held} held, going out)' if breaker.held else ''}"
+    return f"{breaker.state} since {breaker.since}: {breaker.reason} ({breaker.held} held)"
+
+
+@cli.command()
+@click.argument("name")
+def pause(name: str) -> None:
+    """Pause a target by hand: its deliveries are held (not sent, not dead) until `resume`."""
+    runtime = _breaker_runtime(name)
+    before = runtime.breakers.pause(name)
+    held = runtime.breakers.status([name])[name].held
+    click.echo(f"{name}: paused (was {before}); {held} deliveries held; `resume {name}` sends them")
+
+
+@cli.command()
+@click.argument("name")
+def resume(name: str) -> None:
+    """Close a target's breaker by hand: its held deliveries go out, oldest first."""
+    runtime = _breaker_runtime(name)
+    held = runtime.breakers.status([name])[name].held
+    before = runtime.breakers.resume(name)
+    click.echo(f"{name}: closed (was {before}); {held if before != 'closed' else 0} held deliveries going out")
+
+
+def _breaker_runtime(name: str) -> Any:
+    from relay.runtime import build
+
+    settings = load_settings()
+    if settings.target(name) is None:
+        names = ", ".join(settings.target_names) or "none"
+        raise click.UsageError(f"no target named {name!r} (configured: {names})")
+    return build(settings)
 
 
 @cli.group(invoke_without_command=True)
@@ -343,6 +386,10 @@ def check(send_test: bool) -> None:
         click.echo(f"redis: ok, {redis_used(settings)} ({alive})")
         if not workers:
             click.echo("  warning: no worker is running: callbacks would be acknowledged but not delivered")
+        from relay.delivery.breaker import Breakers
+
+        for name, breaker in Breakers(settings, connection).status(list(settings.target_names)).items():
+            click.echo(f"  breaker {name:<13} {_breaker_line(breaker)}")
     except redis.RedisError as exc:
         from relay.store.outage import describe
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import difflib
 import errno
 import ipaddress
@@ -48,6 +49,10 @@ _OWN_VARIABLES = (
     Variable("RELAY_QUEUE"),
     Variable("RELAY_WORKER_THREADS"),
     Variable("RELAY_RECONCILE_AFTER"),
+    Variable("RELAY_BREAKER_FAILURES"),
+    Variable("RELAY_BREAKER_PROBE"),
+    Variable("RELAY_BREAKER_PROBE_MAX"),
+    Variable("RELAY_BREAKER_GIVE_UP"),
     Variable("SUNO_API_KEY", deploy=True, secret=True),
     Variable("SUNO_API_BASE"),
     Variable("SUNO_WEBHOOK_HMAC_KEY", deploy=True, secret=True),
@@ -204,6 +209,13 @@ class Settings:
     reconcile_after: float = 60.0  # a pending delivery this long past due with no job is queued again
     dashboard_password: str = field(default="", repr=False)
     trusted_proxies: int = 0  # X-Forwarded-* hops trusted: 0 unless a proxy is in front
+    # A target's breaker (relay.delivery.breaker): opens after this many failed attempts in a row,
+    # probes after breaker_probe (doubling up to breaker_probe_max), gives a delivery up after
+    # breaker_give_up held.
+    breaker_failures: int = 10
+    breaker_probe: float = 60.0
+    breaker_probe_max: float = 1800.0
+    breaker_give_up: float = 5 * 86400.0
 
     def callback_url(self, kind: str = "lyrics") -> str | None:
         """This relay's own callback URL for a task kind (token included), from RELAY_PUBLIC_URL;
@@ -258,7 +270,19 @@ class Settings:
             reconcile_after=reader.duration("RELAY_RECONCILE_AFTER", cls.reconcile_after, minimum=1),
             dashboard_password=env.get("RELAY_DASHBOARD_PASSWORD", "").strip(),
             trusted_proxies=int(reader.number("RELAY_TRUSTED_PROXIES", 0, minimum=0)),
+            breaker_failures=int(reader.number("RELAY_BREAKER_FAILURES", cls.breaker_failures, minimum=1)),
+            breaker_probe=reader.duration("RELAY_BREAKER_PROBE", cls.breaker_probe, minimum=0.1),
+            breaker_probe_max=reader.duration("RELAY_BREAKER_PROBE_MAX", cls.breaker_probe_max, minimum=0.1),
+            breaker_give_up=reader.duration("RELAY_BREAKER_GIVE_UP", cls.breaker_give_up, minimum=1),
         )
+        if reader.raw("RELAY_BREAKER_GIVE_UP") is None:  # the default never outlives the events
+            settings = dataclasses.replace(settings, breaker_give_up=min(cls.breaker_give_up, settings.dedup_ttl))
+        elif settings.breaker_give_up > settings.dedup_ttl:
+            raise ConfigError(
+                "RELAY_BREAKER_GIVE_UP must not be longer than RELAY_DEDUP_TTL (a held event would expire first)"
+            )
+        if settings.breaker_probe_max < settings.breaker_probe:
+            raise ConfigError("RELAY_BREAKER_PROBE_MAX must not be shorter than RELAY_BREAKER_PROBE")
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")
         own = settings.public_url.rstrip("/").lower() + "/callbacks/"

@@ -101,7 +101,9 @@ class Ingest:
 
     def _writes(self, pipe: Any, event: Event, ttl: int, source: str) -> None:
         """The writes of a new event, on ``pipe`` (a recorder: nothing is sent)."""
-        targets = [spec.name for spec in self.settings.targets if spec.wants(event.type)]
+        # An alert about a target is never sent to that target.
+        subject = event.subject
+        targets = [spec.name for spec in self.settings.targets if spec.wants(event.type) and spec.name != subject]
         activity.received(pipe, event.id, event.task_id, source, targets, ttl)
         pipe.sadd(task_key(event.task_id), event.id)
         pipe.expire(task_key(event.task_id), ttl)

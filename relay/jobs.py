@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import redis
 import rq
@@ -25,6 +26,8 @@ from relay.delivery.attempt import Delivery, dead_letter, lock_seconds
 from relay.delivery.queue import CRASH_RETRY, Batches, enqueue_delivery
 from relay.polling import poll as polling
 from relay.runtime import Runtime, build
+from relay.store.keys import held_key
+from relay.store.keys import text as key_text
 from relay.store.outage import OUTAGE
 from relay.store.state import INFLIGHT
 from relay.suno import Event
@@ -156,6 +159,23 @@ def deliver(
         begun()
         return "dead"
     return Delivery(rt.context, event_id, target, attempt, force, booked, event).run(begun)
+
+
+def release(target_name: str) -> str:
+    """RQ entry point: send a target's held deliveries (its breaker closed), oldest callback
+    first. Each begins in that order, so their rate-limit slots are booked in that order; the
+    first is posted here, the rest at their slots. Safe to run twice: a delivery posts once."""
+    rt = runtime()
+    target = rt.targets.get(target_name)
+    if target is None:
+        return "target is not configured on this worker"
+    held = [key_text(raw) for raw in OUTAGE.call(lambda: rt.redis.zrange(held_key(target_name), 0, -1))]
+    for count, event_id in enumerate(held):
+        if OUTAGE.stopping.is_set() or rt.breakers.status([target_name])[target_name].down:
+            return f"{count} of {len(held)} sent on; the rest stay held"
+        attempt = OUTAGE.call(partial(rt.store.delivery, event_id, target_name)).attempt + 1
+        Delivery(rt.context, event_id, target, attempt=attempt).run()
+    return f"{len(held)} held deliveries sent on"
 
 
 def _requeue(rt: Runtime, event_id: str, target: str, attempt: int, force: bool, booked: bool) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis
@@ -54,9 +54,10 @@ def record_delivery(client: Any, target: str, outcome: str, seconds: float | Non
 
 
 class RedisCollector(Collector):
-    def __init__(self, connection: redis.Redis, queue: rq.Queue) -> None:
+    def __init__(self, connection: redis.Redis, queue: rq.Queue, targets: Sequence[str] = ()) -> None:
         self.redis = connection
         self.queue = queue
+        self.targets = list(targets)
 
     def collect(self) -> Iterator:
         deliveries = CounterMetricFamily(
@@ -88,14 +89,31 @@ class RedisCollector(Collector):
         )
         workers = Store(self.redis, 0).live_workers()
         yield GaugeMetricFamily("relay_workers", "Workers with a heartbeat in the last 10 s.", len(workers))
+        yield from self._breakers()
+
+    def _breakers(self) -> Iterator:
+        from relay.delivery.breaker import STATES, status_of
+
+        states = GaugeMetricFamily(
+            "relay_target_state", "Each target's breaker: 1 for its current state.", labels=["target", "state"]
+        )
+        held = GaugeMetricFamily(
+            "relay_deliveries_held", "Deliveries held while the target's breaker is not closed.", labels=["target"]
+        )
+        for target, breaker in status_of(self.redis, self.targets).items():
+            for state in STATES:
+                states.add_metric([target, state], int(breaker.state == state))
+            held.add_metric([target], breaker.held)
+        yield states
+        yield held
 
 
-def scrape(connection: redis.Redis, queue: rq.Queue) -> bytes:
+def scrape(connection: redis.Redis, queue: rq.Queue, targets: Sequence[str] = ()) -> bytes:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
     else:
         registry.register(CALLBACKS)
         registry.register(INGEST_SECONDS)
-    registry.register(RedisCollector(connection, queue))
+    registry.register(RedisCollector(connection, queue, targets))
     return generate_latest(registry)

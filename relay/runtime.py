@@ -9,8 +9,9 @@ import rq
 
 from relay.config import Settings
 from relay.delivery.attempt import Context
+from relay.delivery.breaker import Breakers
 from relay.delivery.pacing import RateLimiter
-from relay.delivery.queue import Batches, delivery_queue
+from relay.delivery.queue import Batches, delivery_queue, enqueue_delivery, enqueue_release
 from relay.ingest import Ingest
 from relay.polling.client import SunoClient
 from relay.polling.watchlist import Watchlist
@@ -33,6 +34,7 @@ class Runtime:
     suno: SunoClient
     context: Context
     batches: Batches
+    breakers: Breakers
     pool: DeliveryPool | None = None
 
 
@@ -45,6 +47,11 @@ def build(settings: Settings, connection: redis.Redis | None = None, threads: in
     connection = connection or connect(settings)
     queue = delivery_queue(settings, connection)
     targets = build_targets(settings)
+    ingest = Ingest(settings, connection, queue)
+    breakers = Breakers(settings, connection)
+    breakers.emit = lambda event: ingest(event, source="relay")
+    breakers.release = lambda target: enqueue_release(queue, target)
+    breakers.probe = lambda event_id, target, attempt: enqueue_delivery(queue, event_id, [target], attempt=attempt)
     return Runtime(
         settings=settings,
         redis=connection,
@@ -52,10 +59,11 @@ def build(settings: Settings, connection: redis.Redis | None = None, threads: in
         store=Store(connection, settings.dedup_ttl),
         targets=targets,
         limiter=RateLimiter(connection),
-        ingest=Ingest(settings, connection, queue),
+        ingest=ingest,
         watchlist=Watchlist(connection, queue, settings.dedup_ttl),
         suno=SunoClient(settings.suno_api_base, settings.suno_api_key, timeout=settings.http_timeout),
-        context=Context(settings, connection, queue),
+        context=Context(settings, connection, queue, breakers),
         batches=Batches(queue),
+        breakers=breakers,
         pool=DeliveryPool(threads, len(targets)) if threads else None,
     )

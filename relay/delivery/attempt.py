@@ -35,11 +35,13 @@ import redis
 import rq
 
 from relay.config import Settings
+from relay.delivery.breaker import CLOSED, MAY_SEND, Breakers, hold_writes, unhold_writes
 from relay.delivery.pacing import BOOK, NO_LIMIT_MS, interval_ms, rate_key
 from relay.delivery.queue import enqueue_delivery
 from relay.metrics import record_delivery
 from relay.store import activity
 from relay.store.activity import iso
+from relay.store.keys import BREAKER_DUE, HELD_SINCE, breaker_key, held_key
 from relay.store.outage import OUTAGE
 from relay.store.scripts import REPLAY, pack, record
 from relay.store.state import (
@@ -66,28 +68,52 @@ BUG_NOTE = "the target rejected our payload: a relay bug, please report it with 
 
 _BEGIN = (
     BOOK
+    + MAY_SEND
     + """
 local event = ''
 if ARGV[9] == '1' then
   event = redis.call('GET', KEYS[5])
   if not event then
     redis.call('ZREM', KEYS[3], ARGV[4])
-    return {3, '', 0, ''}
+    redis.call('ZREM', KEYS[7], ARGV[10])
+    redis.call('ZREM', KEYS[9], ARGV[4])
+    return {3, '', 0, '', 0}
   end
 end
 local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return {0, '', redis.call('PTTL', KEYS[1]), ''} end
+if holder and holder ~= ARGV[1] then return {0, '', redis.call('PTTL', KEYS[1]), '', 0} end
 local state = redis.call('HGET', KEYS[2], ARGV[3]) or ''
 if ARGV[6] ~= '1' and state ~= '' and cjson.decode(state)['state'] == 'delivered' then
   if holder then redis.call('DEL', KEYS[1]) end
   redis.call('ZREM', KEYS[3], ARGV[4])
-  return {2, state, 0, ''}
+  return {2, state, 0, '', 0}
 end
+local send = may_send(6, ARGV[3], ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]))
+if send == 0 then
+  if holder then redis.call('DEL', KEYS[1]) end
+  return {4, state, 0, event, 0}
+end
+redis.call('ZREM', KEYS[7], ARGV[10])
+redis.call('ZREM', KEYS[9], ARGV[4])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 local wait = 0
 if tonumber(ARGV[7]) > 0 then wait = book(KEYS[4], tonumber(ARGV[7]), tonumber(ARGV[8])) end
-return {1, state, wait, event}
+return {1, state, wait, event, send - 1}
+"""
+)
+# Hold a delivery whose target's breaker is not closed (unless it closed, or this became its probe
+# meanwhile: 0, send it again; or another worker posts it now: 2). KEYS: lock, breaker, held, due.
+_HOLD = (
+    MAY_SEND
+    + REPLAY
+    + """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 2 end
+if may_send(2, ARGV[5], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])) ~= 0 then return 0 end
+replay(6)
+if holder then redis.call('DEL', KEYS[1]) end
+return 1
 """
 )
 _PROGRESS = (
@@ -150,6 +176,7 @@ class Context:
     settings: Settings
     redis: redis.Redis
     queue: rq.Queue
+    breakers: Breakers
     scripts: dict[str, Any] = field(default_factory=dict)
 
     def script(self, name: str, source: str) -> Any:
@@ -177,7 +204,9 @@ class Delivery:
         self.token = uuid.uuid4().hex
         self.member = f"{event_id}/{target.name}"
         keys = [lock_key(event_id, target.name), deliveries_key(event_id), INFLIGHT, rate_key(target.name)]
-        self.keys = [*keys, event_key(event_id)]
+        self.keys = [*keys, event_key(event_id), breaker_key(target.name), held_key(target.name), BREAKER_DUE]
+        self.keys.append(HELD_SINCE)
+        self.probe = False  # this delivery is its target's probe (relay.delivery.breaker)
         self.context: dict[str, Any] = {"event_id": event_id, "target": target.name, "attempt": attempt}
         if event is not None:
             self.context["task_id"] = event.task_id
@@ -237,7 +266,9 @@ class Delivery:
         interval = 0 if self.booked else interval_ms(*self.target.spec.rate)
         args = [self.token, int(ttl * 1000), self.target.name, self.member, time.time() + ttl]
         args += [int(self.force), interval, NO_LIMIT_MS, int(self.event is None)]
-        taken, raw, number, raw_event = OUTAGE.call(lambda: self.ctx.script("begin", _BEGIN)(keys=self.keys, args=args))
+        args += [self.event_id, time.time(), self.ctx.breakers.watchdog]
+        begin = self.ctx.script("begin", _BEGIN)
+        taken, raw, number, raw_event, probe = OUTAGE.call(lambda: begin(keys=self.keys, args=args))
         if taken == 3:
             log.warning("event expired before delivery", extra=self.context)
             return "expired"
@@ -257,6 +288,11 @@ class Delivery:
             log.info("already delivered", extra=self.context)
             return "already delivered"
         self.state = DeliveryState.from_json(raw)
+        if taken == 4:
+            return self._hold_unlocked()
+        self.probe = bool(probe)
+        if self.probe:
+            self.context["probe"] = True
         if self.force and self.state.state == DELIVERED:
             self.state.parts_sent = 0
         self.state.state, self.state.attempt, self.state.next_at = SENDING, self.attempt, None
@@ -301,16 +337,32 @@ class Delivery:
                 self._save(pipe)
                 pipe.zrem(INFLIGHT, self.member)
                 pipe.zrem(DEAD_LETTERS, self.member)
+                pipe.hset(breaker_key(target), "failures", 0)  # a success ends a run of failures
                 received = self.event.received_at if self.event is not None else None
                 record_delivery(pipe, target, "delivered", _since(received) if received else None)
                 activity.outcome(pipe, self.event_id, target, "delivered", settings.dedup_ttl, attempt=self.attempt)
 
             if self._finish(delivered):
                 log.info("delivered", extra={**self.context, "messages": state.parts_sent})
+                if self.probe:
+                    OUTAGE.call(lambda: self.ctx.breakers.delivered(target, self.event_id))
             return "delivered"
 
         state.reason = outcome.reason
-        if outcome.permanent or self.attempt >= settings.max_attempts:
+        breakers = self.ctx.breakers
+        if outcome.status == 429 and self.probe:
+            # Pacing, not a failure: the probe waits as asked, then goes again; the delay stays.
+            wait = outcome.retry_after if outcome.retry_after is not None else self.ctx.settings.breaker_probe
+            OUTAGE.call(lambda: breakers.reopen(target, self.event_id, time.time() + wait))
+            return self._hold_locked()
+        if outcome.status != 429 and not outcome.invalid:
+            after = OUTAGE.call(lambda: breakers.failed(target, self.event_id, outcome.reason, outcome.gone))
+            if after != CLOSED:
+                held = self._hold_locked()
+                if after == "opened":
+                    OUTAGE.call(lambda: breakers.opened(target))
+                return held
+        if outcome.invalid or self.attempt >= settings.max_attempts:
             state.state = DEAD
 
             def dead(pipe: Any) -> None:
@@ -318,9 +370,11 @@ class Delivery:
                 dead_writes(pipe, self.event_id, target, state, settings.dedup_ttl)
 
             if self._finish(dead):
-                if outcome.status == 400 or "invalid_payload" in outcome.reason:
+                if outcome.invalid:
                     self.context["note"] = BUG_NOTE
                 log.error("dead", extra={**self.context, "reason": outcome.reason})
+                if self.probe:  # the target answered: probe the next held delivery at once
+                    OUTAGE.call(lambda: breakers.reopen(target, self.event_id, time.time()))
             return f"dead: {outcome.reason}"
 
         delay = backoff_delay(settings, self.attempt)
@@ -331,6 +385,36 @@ class Delivery:
             delay = max(delay, outcome.retry_after)
         self._schedule(delay, outcome.reason, "retrying", attempt=self.attempt + 1)
         return f"retrying in {delay:.1f}s: {outcome.reason}"
+
+    def _hold_locked(self) -> str:
+        """Hold this delivery (its target's breaker is not closed), releasing our lock."""
+        arrival = self._arrival()
+        ttl = self.ctx.settings.dedup_ttl
+        if self._finish(lambda pipe: hold_writes(pipe, self.event_id, self.target.name, self.state, arrival, ttl)):
+            log.warning("held", extra={**self.context, "reason": self.state.reason})
+        return "held"
+
+    def _hold_unlocked(self) -> str:
+        """Begin found the breaker not closed: hold, unless it closed (or this became the probe)
+        meanwhile, then go again at once."""
+        arrival, ttl, name = self._arrival(), self.ctx.settings.dedup_ttl, self.target.name
+        self.state.reason = self.state.reason or "held while the target is paused"
+        commands = record(self.ctx.redis, lambda pipe: hold_writes(pipe, self.event_id, name, self.state, arrival, ttl))
+        keys = [lock_key(self.event_id, name), breaker_key(name), held_key(name), BREAKER_DUE]
+        args = [self.token, self.event_id, time.time(), self.ctx.breakers.watchdog, name, *pack(commands)]
+        held = OUTAGE.call(lambda: self.ctx.script("hold", _HOLD)(keys=keys, args=args))
+        if held == 0:
+            OUTAGE.call(lambda: enqueue_delivery(self.ctx.queue, self.event_id, [name], attempt=self.attempt))
+            return "sent on: the breaker closed"
+        if held == 2:
+            return "busy"
+        log.info("held", extra=self.context)
+        return "held"
+
+    def _arrival(self) -> float:
+        """When the event's callback arrived: held deliveries go out in that order."""
+        received = self.event.received_at if self.event is not None else ""
+        return time.time() - _since(received) if received else time.time()
 
     def _hand_back(self, delay: float, reason: str) -> str:
         """Not sent now: schedule the rest for ``delay`` (a booked slot, or at once at shutdown)."""
@@ -368,6 +452,7 @@ def dead_writes(pipe: Any, event_id: str, target: str, state: DeliveryState, ttl
     pipe.hset(deliveries_key(event_id), target, state.to_json())
     pipe.zrem(INFLIGHT, member)
     pipe.zadd(DEAD_LETTERS, {member: time.time()})
+    unhold_writes(pipe, event_id, target)
     for key in (event_key(event_id), deliveries_key(event_id)):
         pipe.expire(key, ttl)
     record_delivery(pipe, target, "dead")

@@ -31,6 +31,7 @@ from relay.config import Settings
 from relay.store.keys import BATCH_PREFIX
 
 DISPATCH = "relay.jobs.dispatch"
+RELEASE = "relay.jobs.release"
 # RQ's own retry covers only what our job cannot handle itself: a worker killed mid-job (an
 # "abandoned" job, requeued at once) or an unexpected error. Delivery failures are retried by the
 # job itself, on its own schedule.
@@ -99,6 +100,14 @@ def enqueue_delivery(
     if pipeline is None:
         pipe.execute()
     return job
+
+
+def enqueue_release(queue: rq.Queue, target: str) -> Job:
+    """Queue the sending of a target's held deliveries, in order (its breaker closed)."""
+    return queue.enqueue_call(
+        RELEASE, args=(target,), result_ttl=0, failure_ttl=FAILURE_TTL, retry=CRASH_RETRY,
+        description=f"send the deliveries held for {target}",
+    )  # fmt: skip
 
 
 def dispatch_writes(queue: rq.Queue, event_id: str, targets: list[str], task_id: str = "") -> list[tuple]:

@@ -32,7 +32,7 @@ BUCKET = 600  # seconds of one stats bucket
 STATS_TTL = 86400 + BUCKET  # a day of buckets
 MAX_LOG = 200
 MAX_RECENT = 20_000
-COUNTS = ("received", "duplicate", "rejected", "delivered", "retrying", "paced", "dead")
+COUNTS = ("received", "duplicate", "rejected", "delivered", "retrying", "paced", "held", "dead")
 
 
 def iso(timestamp: float) -> str:
@@ -95,7 +95,7 @@ def outcome(
     due: float | None = None,
 ) -> None:
     """Queue the records of a delivery's outcome (inside its finish step): ``what`` is delivered,
-    retrying, paced or dead; ``due`` when it is tried again."""
+    retrying, paced, held or dead; ``due`` when it is tried again."""
     now = time.time()
     entry: dict[str, Any] = {"at": iso(now), "target": target, "what": what, "attempt": attempt}
     if reason:
@@ -108,7 +108,9 @@ def outcome(
     elif what in ("retrying", "dead"):
         pipe.hset(target_key(target), mapping={"last_failure": iso(now), "last_reason": reason[:300]})
     pipe.expire(target_key(target), ttl)
-    if due is None:
+    if what == "held":  # still owed: waiting, with no time it is due
+        pipe.zadd(waiting_key(target), {event_id: now})
+    elif due is None:
         pipe.zrem(waiting_key(target), event_id)
     else:
         pipe.zadd(waiting_key(target), {event_id: due})

@@ -52,6 +52,22 @@ def rate_key(target: str) -> str:
     return f"relay:rate:{target}"
 
 
+# A target's breaker (relay.delivery.breaker).
+BREAKER_DUE = "relay:breaker-due"  # sorted set, target → when its breaker next needs a look (probe, release)
+HELD_SINCE = "relay:held-since"  # sorted set of held "<event id>/<target>" by when first held (give-up)
+
+
+def breaker_key(target: str) -> str:
+    """Hash: the target's breaker: state, failures in a row, since, reason, probe timing, a keyed
+    hash of its URL (never the URL)."""
+    return f"relay:breaker:{target}"
+
+
+def held_key(target: str) -> str:
+    """Sorted set of the event ids held for an open target, by when their callback arrived."""
+    return f"relay:held:{target}"
+
+
 # The operator's page and `status` (relay.store.activity).
 RECENT = "relay:recent"  # sorted set, task id → when its latest event arrived
 

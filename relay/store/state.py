@@ -30,6 +30,7 @@ from relay.suno import Event, now_rfc3339
 WORKER_SILENCE = 10.0
 
 QUEUED, SENDING, RETRYING, DELIVERED, DEAD = "queued", "sending", "retrying", "delivered", "dead"
+HELD = "held"  # waiting for its target's breaker to close (relay.delivery.breaker)
 
 
 @dataclass

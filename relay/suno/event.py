@@ -14,6 +14,8 @@ COMPLETED = "lyrics.completed"
 FAILED = "lyrics.failed"
 # Stages of a music task a person does not need in chat (generic webhooks get them).
 PROGRESS_TYPES = frozenset({"music.text", "music.first"})
+RELAY = "relay"  # the relay's own events: a target's breaker opened or closed
+ALERT_TYPES = ("relay.target.paused", "relay.target.resumed")
 MUSIC_STAGES = {"text": "music.text", "first": "music.first", "complete": "music.completed"}
 
 
@@ -58,12 +60,16 @@ class Event:
     tracks: tuple[Track, ...] = field(default_factory=tuple)
     files: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (label, url): WAV, stems, video, covers
     instruments: tuple[tuple[str, int], ...] = field(default_factory=tuple)  # MIDI: (name, notes)
+    # The relay's own alerts (kind "relay"): target, reason, since, held (relay.delivery.breaker).
+    notice: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     @functools.cached_property  # asked several times a callback; the event never changes
     def type(self) -> str:
         """``<kind>.completed`` / ``<kind>.failed``; music also ``music.text`` and ``music.first``."""
         if self.kind == "lyrics":
             return COMPLETED if any(item.ok for item in self.lyrics) else FAILED
+        if self.kind == RELAY:
+            return f"relay.{self.callback_type}"
         if self.callback_type == "error" or self.code not in (None, 200):
             return f"{self.kind}.failed"
         if self.kind == "music":
@@ -75,7 +81,14 @@ class Event:
     def failed(self) -> bool:
         return self.type.endswith(".failed")
 
+    @property
+    def subject(self) -> str:
+        """The target an alert is about (never sent to it); '' for a task's event."""
+        return str(dict(self.notice).get("target", "")) if self.kind == RELAY else ""
+
     def to_dict(self) -> dict[str, Any]:
+        if self.kind == RELAY:  # an alert: its facts at the top level
+            return {"type": self.type, "kind": RELAY, "id": self.id, **dict(self.notice)}
         body: dict[str, Any] = {
             "type": self.type,
             "id": self.id,
@@ -98,6 +111,10 @@ class Event:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
+        if data.get("kind") == RELAY:
+            return alert(data["type"].removeprefix("relay."), data["id"], **{
+                key: value for key, value in data.items() if key not in ("type", "kind", "id")
+            })  # fmt: skip
         return cls(
             id=data["id"],
             task_id=data["task_id"],
@@ -115,3 +132,18 @@ class Event:
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
         return cls.from_dict(orjson.loads(raw))
+
+
+def alert(callback_type: str, event_id: str, **facts: Any) -> Event:
+    """One of the relay's own events (``target.paused``, ``target.resumed``) with its facts."""
+    target = str(facts.get("target", ""))
+    return Event(
+        id=event_id,
+        task_id=f"relay.target.{target}",
+        callback_type=callback_type,
+        code=None,
+        message=str(facts.get("reason", "")),
+        received_at=str(facts.get("since", "")),
+        kind=RELAY,
+        notice=tuple(facts.items()),
+    )

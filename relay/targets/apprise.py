@@ -68,6 +68,9 @@ class AppriseTarget(Target):
         self.apprise = apprise.Apprise()
         self.apprise.add(with_options(self.spec.url, self.timeout))  # a URL Apprise knows: checked by config
 
+    def notice(self, text: str) -> dict[str, Any]:
+        return {"title": neutralise(truncate(text, 250)), "body": neutralise(text)}
+
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         if event.kind != "lyrics":
             found = cards(event)

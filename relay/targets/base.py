@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from relay.delivery import http
 from relay.delivery.http import Answer
-from relay.suno import Event
+from relay.suno import Event, Lyric
 from relay.suno.cards import (  # noqa: F401 - the targets' vocabulary, owned by relay.suno
     FILES_EXPIRE,
     KIND_TITLES,
@@ -30,6 +30,7 @@ from relay.suno.cards import (  # noqa: F401 - the targets' vocabulary, owned by
     failure_text,
     files_note,
 )
+from relay.suno.event import RELAY
 from relay.targets.spec import (
     COMMON_OPTIONS,
     ConfigError,
@@ -53,6 +54,12 @@ _SECTION_TAG = re.compile(r"^[ \t]*\[[ \t]*([^\[\]\s](?:[^\[\]\n]{0,58}[^\[\]\s]
 _NEWLINES = re.compile(r"\n*")
 
 
+# Answers that say the target is not there (its breaker opens at once), and answers that say the
+# payload is wrong (a relay bug: that delivery is dead, the target is fine).
+GONE_STATUSES = frozenset({401, 403, 404, 410})
+INVALID_STATUSES = frozenset({400, 413, 422})
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The result of one POST. ``reason`` is short and never holds the URL or a secret."""
@@ -60,8 +67,14 @@ class Outcome:
     ok: bool
     reason: str = ""
     status: int | None = None
-    permanent: bool = False
+    permanent: bool = False  # trying again will not help: the target is gone, or refuses the payload
     retry_after: float | None = None  # seconds the target asked us to wait
+    gone: bool = False  # the target says it is not there (404, a revoked token): its breaker opens
+
+    @property
+    def invalid(self) -> bool:
+        """The target refuses this payload (400/413/422): a relay bug, dead at once, no count."""
+        return self.permanent and not self.gone
 
     @classmethod
     def delivered(cls, status: int) -> Outcome:
@@ -142,6 +155,8 @@ class Target:
 
     def render(self, event: Event) -> list[dict[str, Any]]:
         """The messages for ``event``, in the target's ``format`` (full, brief or title)."""
+        if event.kind == RELAY:
+            return self.render_alert(event)
         shaped = shape(event, self.spec.format)
         if shaped.kind == "lyrics":
             messages = self.render_event(shaped)
@@ -154,6 +169,17 @@ class Target:
     def page_url(self, event: Event) -> str:
         """The task's page on the operator's page, when it is on and the relay knows its URL."""
         return f"{self.page_base}{quote(event.task_id, safe='')}" if self.page_base else ""
+
+    def render_alert(self, event: Event) -> list[dict[str, Any]]:
+        """The relay's own alert (a target paused or resumed) as one short notice."""
+        return [self.notice(alert_text(event))]
+
+    def notice(self, text: str) -> dict[str, Any]:
+        """One short plain-text message. Kinds override it with their simplest message; this
+        default shows the text as a titled item, which every kind renders."""
+        item = Lyric(title=text, text="", status="complete", error="")
+        stand_in = Event(id="", task_id="suno-relay", callback_type="alert", code=None, message="", received_at="")
+        return self.render_event(dataclasses.replace(stand_in, lyrics=(item,)))[0]
 
     def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
         """Songs and files (not lyrics): targets that show them as cards override this."""
@@ -217,8 +243,12 @@ class Target:
         reason = f"HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429 or status == 408 or status >= 500:
             return Outcome(ok=False, reason=reason, status=status, retry_after=self.retry_after(response))
-        # Other 4xx (and 3xx: a webhook that redirects is misconfigured) will not get better.
-        return Outcome(ok=False, reason=reason, status=status, permanent=True)
+        if status in GONE_STATUSES:
+            return Outcome(ok=False, reason=reason, status=status, permanent=True, gone=True)
+        if status in INVALID_STATUSES:
+            return Outcome(ok=False, reason=reason, status=status, permanent=True)
+        # Other 4xx (and 3xx: a webhook that redirects is misconfigured): a failure, counted.
+        return Outcome(ok=False, reason=reason, status=status)
 
     def describe_error(self, response: Answer) -> str:
         return short_text(response.text)
@@ -311,6 +341,15 @@ def label_sections(text: str, bold: str, closing: str | None = None) -> str:
     which would match newlines and backtrack over every run of blank lines (and drop them)."""
     after = bold if closing is None else closing
     return _SECTION_TAG.sub(lambda match: bold + match[1] + after, text)
+
+
+def alert_text(event: Event) -> str:
+    """What a person reads of an alert: "⚠ slack-2 paused: HTTP 404 — 12 deliveries held"."""
+    facts = dict(event.notice)
+    target, held = facts.get("target", "?"), int(facts.get("held", 0))
+    if event.type == "relay.target.paused":
+        return f"⚠ {target} paused: {facts.get('reason', '')} — {held} deliveries held"
+    return f"✓ {target} resumed — {held} held deliveries going out"
 
 
 def truncate(text: str, limit: int, escape: Callable[[str], str] | None = None) -> str:

@@ -19,6 +19,9 @@ class ConsoleTarget(Target):
     def where(cls, spec: TargetSpec) -> str:
         return "stdout"
 
+    def notice(self, text: str) -> dict[str, Any]:
+        return {"text": f"[relay] {text}"}
+
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         if event.kind != "lyrics":
             lines = [f"[{event.type}] Suno task {event.task_id}"]

@@ -85,6 +85,9 @@ class DiscordTarget(Target):
         rendered = [{"embeds": page, "allowed_mentions": NO_MENTIONS} for page in messages]
         return limit_messages(rendered, self._omitted)
 
+    def notice(self, text: str) -> dict[str, Any]:
+        return {"content": truncate(text, 2000, escape), "allowed_mentions": NO_MENTIONS}
+
     def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
         embeds = []
         for card in found[:EMBEDS_PER_MESSAGE]:

@@ -90,6 +90,9 @@ class GoogleChatTarget(Target):
         messages.append(self._message(event, subtitle, titles, widgets))
         return messages
 
+    def notice(self, text: str) -> dict[str, Any]:
+        return {"text": plain(text)}
+
     def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
         widgets: list[dict[str, Any]] = []
         for card in found:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from relay.delivery.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
     OMITTED_NOTE,
     Card,
+    Outcome,
     Target,
     chunk_text,
     failure_text,
@@ -57,6 +59,16 @@ class MattermostTarget(Target):
             posts += self._item_posts(item)
         posts[-1] += f"\n\n_Suno task {escape(event.task_id)} · {escape(event.callback_type)}_"
         return [{"text": post} for post in posts]
+
+    def notice(self, text: str) -> dict[str, Any]:
+        return {"text": escape(text)}
+
+    def classify(self, response: Answer) -> Outcome:
+        outcome = super().classify(response)
+        # Mattermost answers 400 for a hook that is disabled or was deleted: gone, not our payload.
+        if not outcome.ok and "incoming_webhook" in response.text and "invalid_payload" not in response.text:
+            return Outcome(ok=False, reason=outcome.reason, status=outcome.status, permanent=True, gone=True)
+        return outcome
 
     def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
         parts = []

@@ -91,6 +91,9 @@ class NtfyTarget(Target):
             messages[-1]["body"] += footer
         return messages
 
+    def notice(self, text: str) -> dict[str, Any]:
+        return self._messages(truncate(text, TITLE_LIMIT), escape(text), "warning", "high")[0]
+
     def _item_messages(self, item: Lyric) -> list[dict[str, Any]]:
         title = truncate(item.title or "Untitled lyrics", TITLE_LIMIT)
         if not item.ok:

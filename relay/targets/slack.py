@@ -29,11 +29,14 @@ HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
 BLOCKS_PER_MESSAGE = 50
 # Slack answers these with 4xx: the webhook is gone or disabled, retrying cannot help.
-PERMANENT_ERRORS = {
-    "no_service", "invalid_token", "channel_not_found", "channel_is_archived",
-    "action_prohibited", "no_active_hooks", "team_disabled", "no_service_id", "invalid_payload",
-    "user_not_found", "posting_to_general_channel_denied", "too_many_attachments",
+# Answers that say the webhook or its channel is gone (the breaker opens), and the ones that
+# refuse this payload (a relay bug: that delivery is dead).
+GONE_ERRORS = {
+    "no_service", "invalid_token", "channel_not_found", "channel_is_archived", "action_prohibited",
+    "no_active_hooks", "team_disabled", "no_service_id", "user_not_found", "posting_to_general_channel_denied",
 }  # fmt: skip
+INVALID_ERRORS = {"invalid_payload", "too_many_attachments", "invalid_blocks"}
+PERMANENT_ERRORS = GONE_ERRORS | INVALID_ERRORS
 
 
 def escape(text: str) -> str:
@@ -78,6 +81,9 @@ class SlackTarget(Target):
             for n, page in enumerate(pages, start=1)
         ]
         return limit_messages(messages, lambda omitted: self._omitted(fallback, footer, omitted))
+
+    def notice(self, text: str) -> dict[str, Any]:
+        return {"text": escape(text), "blocks": [_section(escape(text))]}
 
     def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
@@ -129,4 +135,5 @@ class SlackTarget(Target):
             reason=f"slack: {answer} (HTTP {response.status_code})",
             status=response.status_code,
             permanent=True,
+            gone=answer in GONE_ERRORS,
         )

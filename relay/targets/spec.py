@@ -12,14 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from relay.suno.event import KINDS, PROGRESS_TYPES
+from relay.suno.event import ALERT_TYPES, KINDS, PROGRESS_TYPES
 
 # `only=`: event types (music.completed), families (music) or outcomes of every kind (completed,
-# failed), several joined by `|`; `all` is everything, progress stages included.
+# failed), several joined by `|`; `all` is every task event, progress stages included. The
+# relay's own alerts go only where asked for: `alerts` (or `relay`) or one alert type.
 EVENT_TYPES = {"lyrics.completed", "lyrics.failed", "music.text", "music.first"} | {
     f"{kind}.{outcome}" for kind in KINDS for outcome in ("completed", "failed")
 }
-FILTER_WORDS = {"all", "completed", "failed", *KINDS, *EVENT_TYPES}
+ALERT_WORDS = frozenset({"alerts", "relay", *ALERT_TYPES})
+FILTER_WORDS = {"all", "completed", "failed", *KINDS, *EVENT_TYPES, *ALERT_WORDS}
 FORMATS = ("full", "brief", "title")
 COMMON_OPTIONS = frozenset({"name", "only", "rate", "format"})
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -57,6 +59,8 @@ class TargetSpec:
     def wants(self, event_type: str) -> bool:
         """By default chat targets get what a person reads (not music's progress stages) and
         generic webhooks get every event; ``only`` narrows (or, with ``all``, widens) that."""
+        if event_type in ALERT_TYPES:
+            return self.only is not None and any(pattern in ("alerts", "relay", event_type) for pattern in self.only)
         if self.only is None:
             return self.every_event or event_type not in PROGRESS_TYPES
         return any(
@@ -127,7 +131,8 @@ def build_spec(
         wrong = [part for part in only if part not in FILTER_WORDS]
         if wrong or not only:
             raise ConfigError(
-                f"{where}: only takes event types (music.completed), kinds (music) or completed/failed, joined by |"
+                f"{where}: only takes event types (music.completed), kinds (music), completed/failed "
+                "or alerts, joined by |"
             )
     fmt = options.get("format", "full")
     if fmt not in FORMATS:

@@ -101,6 +101,9 @@ class TeamsTarget(Target):
             messages[-1].append(block)
         return [_card([*page, footer]) for page in messages]
 
+    def notice(self, text: str) -> dict[str, Any]:
+        return _card([_block(escape(text))])
+
     def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
         for card in found:
@@ -145,6 +148,7 @@ class TeamsTarget(Target):
                 reason=f"teams: {code} (HTTP {response.status_code})",
                 status=response.status_code,
                 permanent=True,
+                gone=True,  # the flow is off or its URL revoked
             )
         return outcome
 

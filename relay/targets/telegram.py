@@ -101,6 +101,9 @@ class TelegramTarget(Target):
         texts[-1] += footer
         return [self._message(text) for text in texts]
 
+    def notice(self, text: str) -> dict[str, Any]:
+        return self._message(escape(text))
+
     def render_cards(self, event: Event, found: list[Card]) -> list[dict[str, Any]]:
         parts = []
         for card in found:
@@ -159,9 +162,13 @@ class TelegramTarget(Target):
         if "migrate_to_chat_id" in parameters:
             new_id = parameters["migrate_to_chat_id"]
             reason = f"telegram: the group became a supergroup: set its new chat id {new_id} in TELEGRAM_CHAT_ID"
-            return Outcome(ok=False, reason=reason, status=status, permanent=True)
+            return Outcome(ok=False, reason=reason, status=status, permanent=True, gone=True)
         if status in (400, 401, 403, 404):
-            return Outcome(ok=False, reason=f"telegram: {description} (HTTP {status})", status=status, permanent=True)
+            # Blocked, kicked, a revoked token, a chat that is not there: gone. Another 400 refuses
+            # this message (a relay bug).
+            gone = status != 400 or "chat not found" in description.lower()
+            reason = f"telegram: {description} (HTTP {status})"
+            return Outcome(ok=False, reason=reason, status=status, permanent=True, gone=gone)
         return outcome
 
     def describe_error(self, response: Answer) -> str:

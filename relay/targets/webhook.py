@@ -44,6 +44,9 @@ class WebhookTarget(Target):
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         return [event.to_dict()]
 
+    def render_alert(self, event: Event) -> list[dict[str, Any]]:
+        return self.render_event(event)  # the envelope, as for every event
+
     def headers(self, body: bytes, event: Event) -> dict[str, str]:
         headers = super().headers(body, event)
         if self.secret:

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from relay.admin import dead_letters, discard_dead, replay_events, task_status
 from relay.polling.watchlist import WATCHLIST
 from relay.store import activity
-from relay.store.state import DEAD, DELIVERED, QUEUED, RETRYING, SENDING
+from relay.store.state import DEAD, DELIVERED, HELD, QUEUED, RETRYING, SENDING
 from relay.suno import Event
 from relay.web.dashboard import authenticated_user, challenge
 from relay.web.views import unavailable
@@ -47,8 +47,16 @@ bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates", st
 SEARCH_WINDOW = 500  # recent tasks searched by the task list's filters
 PAGE = 50
 REFRESH_SECONDS = 5
-SYMBOLS = {DELIVERED: "✓", DEAD: "✗", RETRYING: "⟳", QUEUED: "…", SENDING: "→", "failed": "✗", "pending": "…"}
-DONE = {"replayed": "Queued for delivery again.", "discarded": "Dead letters discarded.", "nothing": "Nothing to do."}
+SYMBOLS = {
+    DELIVERED: "✓", DEAD: "✗", RETRYING: "⟳", QUEUED: "…", SENDING: "→", HELD: "⏸", "failed": "✗", "pending": "…",
+}  # fmt: skip
+DONE = {
+    "replayed": "Queued for delivery again.",
+    "discarded": "Dead letters discarded.",
+    "nothing": "Nothing to do.",
+    "paused": "Target paused: its deliveries are held.",
+    "resumed": "Target resumed: held deliveries going out.",
+}
 
 
 def _relay() -> Any:
@@ -122,10 +130,12 @@ def overview() -> str:
     dead_counts: dict[str, int] = {}
     for _event_id, target, _when in store.dead_letters():
         dead_counts[target] = dead_counts.get(target, 0) + 1
+    breakers = relay.breakers.status(names)
     targets = [
-        {"name": spec.name, "kind": spec.kind, "dead": dead_counts.get(spec.name, 0), **status[spec.name]}
+        {"name": spec.name, "kind": spec.kind, "dead": dead_counts.get(spec.name, 0), "breaker": breakers[spec.name],
+         **status[spec.name]}
         for spec in settings.targets
-    ]
+    ]  # fmt: skip
     watched = [
         (member.decode(), activity.iso(score))
         for member, score in relay.redis.zrange(WATCHLIST, 0, 49, withscores=True)
@@ -149,7 +159,7 @@ def _row(status: dict[str, Any]) -> dict[str, Any]:
     states = [target["state"] for event in status["events"] for target in event["targets"].values()]
     if DEAD in states:
         state = DEAD
-    elif any(value in (QUEUED, SENDING, RETRYING) for value in states):
+    elif any(value in (QUEUED, SENDING, RETRYING, HELD) for value in states):
         state = RETRYING
     else:
         state = DELIVERED
@@ -262,3 +272,24 @@ def discard() -> WerkzeugResponse:
     for event_id, name in dropped:
         log.info("ui action", extra={"user": user, "action": "discard", "event_id": event_id, "target": name})
     return _back("discarded" if dropped else "nothing")
+
+
+@bp.post("/pause")
+def pause() -> WerkzeugResponse:
+    return _by_hand("pause")
+
+
+@bp.post("/resume")
+def resume() -> WerkzeugResponse:
+    return _by_hand("resume")
+
+
+def _by_hand(action: str) -> WerkzeugResponse:
+    relay = _relay()
+    target = request.form.get("target", "").strip()
+    if relay.settings.target(target) is None:
+        return _back("nothing")
+    before = relay.breakers.pause(target) if action == "pause" else relay.breakers.resume(target)
+    extra = {"user": request.environ["relay.user"], "action": action, "target": target, "was": before}
+    log.info("ui action", extra=extra)
+    return _back("paused" if action == "pause" else "resumed")

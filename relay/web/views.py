@@ -197,7 +197,7 @@ def metrics() -> Response:
     if not hmac.compare_digest(given.encode(), token.encode()):
         return error(401, "missing or wrong token: send Authorization: Bearer <RELAY_METRICS_TOKEN>")
     try:
-        body = scrape(relay.redis, relay.queue)
+        body = scrape(relay.redis, relay.queue, relay.settings.target_names)
     except redis.RedisError:
         return unavailable()
     return Response(body, mimetype=CONTENT_TYPE_LATEST)

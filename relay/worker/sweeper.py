@@ -25,6 +25,7 @@ import redis
 import rq
 
 from relay.delivery.attempt import dead_letter
+from relay.delivery.breaker import Breakers
 from relay.delivery.queue import DueJobs, enqueue_delivery
 from relay.polling.watchlist import Watchlist
 from relay.store import activity
@@ -74,6 +75,7 @@ class Sweeper(threading.Thread):
         interval: float = SWEEP_INTERVAL,
         targets: list[str] | None = None,
         reconcile_after: float = 60.0,
+        breakers: Breakers | None = None,
     ) -> None:
         super().__init__(name="relay-sweeper", daemon=True)
         self.store, self.queue, self.watchlist = store, queue, watchlist
@@ -82,6 +84,7 @@ class Sweeper(threading.Thread):
         self.targets = targets or []
         self.reconcile_after = reconcile_after
         self.reconcile_every = min(30.0, reconcile_after / 2)  # a loss is seen within 1.5 × RELAY_RECONCILE_AFTER
+        self.breakers = breakers
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -90,6 +93,8 @@ class Sweeper(threading.Thread):
         while not self.stopped.wait(TICK):
             try:
                 self.due.enqueue()
+                if self.breakers is not None:
+                    self.breakers.tick()  # probes and releases that are due
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + BEAT_INTERVAL
                     self.store.beat(self.worker_name)
@@ -97,6 +102,8 @@ class Sweeper(threading.Thread):
                     next_sweep = time.monotonic() + self.interval
                     sweep(self.store, self.queue)
                     activity.trim(self.store.redis, self.targets, self.store.ttl)
+                    if self.breakers is not None:
+                        self.breakers.give_up()  # held longer than RELAY_BREAKER_GIVE_UP
                     for task_id in self.watchlist.requeue_overdue(self.poll_interval):
                         log.warning("lost poll queued again", extra={"task_id": task_id})
                 if time.monotonic() >= next_reconcile:

@@ -40,13 +40,13 @@ def deliver_all(runtime, sample) -> str:
 
 def test_status_shows_each_target(relay_env, sample) -> None:
     runtime, env, slack, _ = relay_env
-    slack.script.append(Reply(404, "no_service"))
+    slack.script.append(Reply(400, "invalid_payload"))
     deliver_all(runtime, sample)
     result = cli(env, "status", sample["data"]["task_id"])
     assert result.returncode == 0, result.stderr
     assert "lyrics.completed (complete)" in result.stdout
     assert "discord          delivered at 20" in result.stdout
-    assert "slack            dead: slack: no_service (HTTP 404)" in result.stdout
+    assert "slack            dead: slack: invalid_payload (HTTP 400)" in result.stdout
     as_json = json.loads(cli(env, "status", sample["data"]["task_id"], "--json").stdout)
     assert as_json["events"][0]["targets"]["discord"]["state"] == "delivered"
     missing = cli(env, "status", "nope")
@@ -63,10 +63,10 @@ def test_retrying_status_names_attempt_and_time(relay_env, sample) -> None:
 
 def test_dead_letters_list_and_replay(relay_env, sample) -> None:
     runtime, env, slack, discord = relay_env
-    slack.script.append(Reply(404, "no_service"))
+    slack.script.append(Reply(400, "invalid_payload"))
     event_id = deliver_all(runtime, sample)
     listed = cli(env, "dead")
-    assert f"{event_id}  task {sample['data']['task_id']}  slack: slack: no_service" in listed.stdout
+    assert f"{event_id}  task {sample['data']['task_id']}  slack: slack: invalid_payload" in listed.stdout
     assert json.loads(cli(env, "dead", "--json").stdout)[0]["target"] == "slack"
 
     replayed = cli(env, "replay", "--dead")
@@ -145,8 +145,8 @@ def test_overdue_retry_says_so() -> None:
 
 def test_dead_letters_can_be_discarded(relay_env, sample) -> None:
     runtime, env, slack, discord = relay_env
-    slack.script.append(Reply(404, "no_service"))
-    discord.script.append(Reply(404, json.dumps({"message": "Unknown Webhook", "code": 10015})))
+    slack.script.append(Reply(400, "invalid_payload"))
+    discord.script.append(Reply(400, json.dumps({"message": "Invalid Form Body", "code": 50035})))
     event_id = deliver_all(runtime, sample)
     assert cli(env, "dead", "discard").returncode == 2  # neither a reference nor --all
     one = cli(env, "dead", "discard", sample["data"]["task_id"], "--target", "slack")

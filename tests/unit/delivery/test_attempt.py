@@ -66,8 +66,17 @@ def test_retrying_and_then_out_of_attempts(one_target, sample) -> None:
     assert dead["dead_letter"] and dead["last_failure"]
 
 
-def test_refused_for_good(one_target, sample) -> None:
+def test_held_for_a_target_that_is_gone(one_target, sample) -> None:
     runtime, _ = one_target(Reply(404, "no_service"))
+    event = normalise(sample)
+    ingest(runtime, event)
+    assert jobs.deliver(event.id, "slack") == "held"
+    held = settled_records(runtime, event.id, "slack", "held")
+    assert held["timeline"] == ["held"] and not held["dead_letter"] and held["waiting"] is not None
+
+
+def test_refused_for_good(one_target, sample) -> None:
+    runtime, _ = one_target(Reply(400, "invalid_payload"))
     event = normalise(sample)
     ingest(runtime, event)
     jobs.deliver(event.id, "slack")

@@ -171,7 +171,7 @@ def test_webhook_is_signed_per_standard_webhooks(receivers, sample: dict) -> Non
         (Reply(403, "action_prohibited"), False, True, None),
         (Reply(410, "channel_is_archived"), False, True, None),
         (Reply(400, "invalid_payload"), False, True, None),
-        (Reply(302, "", {"Location": "/x"}), False, True, None),
+        (Reply(302, "", {"Location": "/x"}), False, False, None),  # misconfigured: a counted failure
     ],
 )
 def test_slack_answers(receivers, reply, ok, permanent, retry_after) -> None:
@@ -179,6 +179,7 @@ def test_slack_answers(receivers, reply, ok, permanent, retry_after) -> None:
     receiver.script.append(reply)
     outcome = SlackTarget(spec("slack", receiver.url)).send({"text": "x"}, event_with("x"))
     assert (outcome.ok, outcome.permanent, outcome.retry_after) == (ok, permanent, retry_after)
+    assert outcome.invalid == (reply.body == "invalid_payload")  # the rest of the refusals: gone
     if not ok:
         assert str(reply.status) in outcome.reason and receiver.url not in outcome.reason
 

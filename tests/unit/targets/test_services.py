@@ -3,8 +3,8 @@ that check each service's documented shape, and Apprise through a real Apprise p
 
 For each native service: a seed callback, a failure callback, 15,000-character lyrics (every
 line arrives, in order, every message within the service's limits), hostile titles and lyrics
-(nobody pinged, shown as text), the service's rate-limit answer honoured, a permanent failure
-dead-lettered at once with the service's reason, ``check --send-test``; and the ``format``
+(nobody pinged, shown as text), the service's rate-limit answer honoured, its answer that the
+target is gone holding the delivery at once with the service's reason, ``check --send-test``; and the ``format``
 option for every kind.
 """
 
@@ -23,7 +23,7 @@ from relay import jobs
 from relay.config import Settings
 from relay.delivery.queue import delivery_queue
 from relay.ingest import Ingest
-from relay.store.state import DEAD, DELIVERED, RETRYING, Store
+from relay.store.state import DELIVERED, HELD, RETRYING, Store
 from relay.suno import Event, Lyric, normalise
 from relay.targets import KINDS
 from relay.targets.base import shape
@@ -291,14 +291,19 @@ def test_rate_limit_answer_is_honoured(service_env, kind) -> None:
 
 
 @pytest.mark.parametrize("kind", BY_KIND)
-def test_permanent_failure_is_dead_at_once_with_the_reason(service_env, kind) -> None:
+def test_an_answer_that_the_target_is_gone_holds_it_at_once_with_the_reason(service_env, kind) -> None:
+    """The service's own "this webhook/flow/chat is gone": the breaker opens on the first answer
+    and the delivery is held, not dead (it goes out when the target is back)."""
     service = BY_KIND[kind]
     runtime, receiver, _ = service_env(kind, receiver_reply=service.refused)
     event = lyrics_event("refused", "la")
-    assert deliver(runtime, event).startswith("dead")
-    state = Store(runtime.redis, 3600).delivery(event.id, next(iter(runtime.targets)))
-    assert state.state == DEAD and service.reason in state.reason and len(receiver.attempts) == 1
-    assert not any(secret in state.reason for secret in SECRETS)
+    assert deliver(runtime, event) == "held"
+    name = next(iter(runtime.targets))
+    state = Store(runtime.redis, 3600).delivery(event.id, name)
+    assert state.state == HELD and service.reason in state.reason and len(receiver.attempts) == 1
+    breaker = runtime.breakers.status([name])[name]
+    assert breaker.state == "open" and service.reason in breaker.reason and breaker.held == 1
+    assert not any(secret in state.reason or secret in breaker.reason for secret in SECRETS)
 
 
 def test_telegram_migrated_group_names_the_new_chat_id(service_env) -> None:
@@ -313,7 +318,7 @@ def test_telegram_migrated_group_names_the_new_chat_id(service_env) -> None:
     event = lyrics_event("migrated", "la")
     deliver(runtime, event)
     state = Store(runtime.redis, 3600).delivery(event.id, "telegram")
-    assert state.state == DEAD and "-1009876543210" in state.reason and "TELEGRAM_CHAT_ID" in state.reason
+    assert state.state == HELD and "-1009876543210" in state.reason and "TELEGRAM_CHAT_ID" in state.reason
 
 
 def test_ntfy_short_limit_is_retried_on_the_backoff(service_env) -> None:

@@ -231,7 +231,7 @@ def test_metrics_content(make_settings, redis_conn, receivers, sample) -> None:
 
     from relay import jobs
 
-    slack, gone = receivers(), receivers(default=Reply(404, "no_service"))
+    slack, gone = receivers(), receivers(default=Reply(400, "invalid_payload"))
     settings = make_settings(
         RELAY_METRICS_TOKEN="metrics-secret", SLACK_WEBHOOK_URL=f"{slack.url}#rate=100/1s", DISCORD_WEBHOOK_URL=gone.url
     )

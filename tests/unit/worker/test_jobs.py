@@ -70,17 +70,30 @@ def test_429_waits_as_long_as_asked(relay_env, sample) -> None:
     assert due.timestamp() >= before + 30
 
 
-def test_permanent_failure_is_dead_lettered_after_one_attempt(relay_env, sample) -> None:
+def test_a_refused_payload_is_dead_lettered_after_one_attempt(relay_env, sample) -> None:
+    runtime, slack, discord, _ = relay_env()
+    slack.script.append(Reply(400, "invalid_payload"))
+    event = normalise(sample)
+    ingest(runtime, event)
+    work(runtime)
+    assert len(slack.attempts) == 1 and len(discord.received) == 1
+    state = Store(runtime.redis, 3600).delivery(event.id, "slack")
+    assert state.state == DEAD and "invalid_payload" in state.reason
+    assert Store(runtime.redis, 3600).dead_letters()[0][:2] == (event.id, "slack")
+    assert not [entry for entry in scheduled(runtime) if entry[0].args[1] == ["slack"]]
+    assert runtime.breakers.status(["slack"])["slack"].state == "closed"  # the target is fine
+
+
+def test_a_target_that_is_gone_is_held_not_dead(relay_env, sample) -> None:
     runtime, slack, discord, _ = relay_env()
     slack.script.append(Reply(404, "no_service"))
     event = normalise(sample)
     ingest(runtime, event)
     work(runtime)
     assert len(slack.attempts) == 1 and len(discord.received) == 1
-    state = Store(runtime.redis, 3600).delivery(event.id, "slack")
-    assert state.state == DEAD and "no_service" in state.reason
-    assert Store(runtime.redis, 3600).dead_letters()[0][:2] == (event.id, "slack")
-    assert not [entry for entry in scheduled(runtime) if entry[0].args[1] == ["slack"]]
+    assert Store(runtime.redis, 3600).delivery(event.id, "slack").state == "held"
+    assert not Store(runtime.redis, 3600).dead_letters()
+    assert not [entry for entry in scheduled(runtime) if entry[0].args[1] == ["slack"]]  # no retry burnt
 
 
 def test_out_of_attempts_is_dead(relay_env, sample) -> None:
