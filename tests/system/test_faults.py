@@ -170,9 +170,9 @@ def test_3_server_errors_are_retried_without_holding_back_others(make_stack) -> 
     assert stack.webhook.received[0].at - sent >= 3.0
 
 
-def test_4_permanent_failure_is_dead_lettered_once(make_stack) -> None:
+def test_4_a_refused_payload_is_dead_lettered_once(make_stack) -> None:
     stack = started(make_stack())
-    stack.slack.script.append(Reply(404, "no_service"))
+    stack.slack.script.append(Reply(400, "invalid_payload"))
     stack.callback("t4")
     stack.settled(["t4"])
     time.sleep(1.5)  # a wrongly scheduled retry would come within this (backoff is 1 s)
@@ -180,7 +180,7 @@ def test_4_permanent_failure_is_dead_lettered_once(make_stack) -> None:
     assert titles(stack.discord) == ["Song t4"]
     evt = event_id("t4", "complete")
     state = stack.store.delivery(evt, "slack")
-    assert state.state == DEAD and "no_service" in state.reason
+    assert state.state == DEAD and "invalid_payload" in state.reason
     assert [(e, t) for e, t, _ in stack.store.dead_letters()] == [(evt, "slack")]
 
 

@@ -105,7 +105,7 @@ def test_the_operator_page(browser, redis_url, redis_conn, tmp_path) -> None:
         if "retry-task" in body:
             return Reply(503, "temporarily down")
         if "dead-task" in body and not recovered["yes"]:
-            return Reply(404, '{"error": "no such hook", "path": "/hook/' + HOOK_SECRET + '"}')
+            return Reply(422, '{"error": "bad body", "path": "/hook/' + HOOK_SECRET + '"}')
         return Reply(200, "ok")
 
     webhook = Receiver()
@@ -143,9 +143,9 @@ def test_the_operator_page(browser, redis_url, redis_conn, tmp_path) -> None:
         assert "Overview" in browser.title
         pages.append(browser.page_source)
         overview = browser.find_element(By.TAG_NAME, "main").text
-        # The target's last failure and its reason: the 404 or the 503, whichever settled last (a
+        # The target's last failure and its reason: the 422 or the 503, whichever settled last (a
         # burst's deliveries run side by side).
-        assert "webhook" in overview and ("HTTP 404" in overview or "HTTP 503" in overview)
+        assert "webhook" in overview and ("HTTP 422" in overview or "HTTP 503" in overview)
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SHOTS / "ui-overview.png"))
 
@@ -170,7 +170,7 @@ def test_the_operator_page(browser, redis_url, redis_conn, tmp_path) -> None:
         browser.get(f"{base}/ui/tasks/dead-task-a")
         pages.append(browser.page_source)
         text = browser.find_element(By.TAG_NAME, "main").text
-        assert "dead" in text and "HTTP 404" in text
+        assert "dead" in text and "HTTP 422" in text
         browser.save_screenshot(str(SHOTS / "ui-task.png"))
 
         # Replay the dead letter once the target has recovered, and see it delivered.
