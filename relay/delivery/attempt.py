@@ -86,6 +86,8 @@ local state = redis.call('HGET', KEYS[2], ARGV[3]) or ''
 if ARGV[6] ~= '1' and state ~= '' and cjson.decode(state)['state'] == 'delivered' then
   if holder then redis.call('DEL', KEYS[1]) end
   redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('ZREM', KEYS[7], ARGV[10])
+  redis.call('ZREM', KEYS[9], ARGV[4])
   return {2, state, 0, '', 0}
 end
 local send = may_send(6, ARGV[3], ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]))

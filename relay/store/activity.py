@@ -108,9 +108,9 @@ def outcome(
     elif what in ("retrying", "dead"):
         pipe.hset(target_key(target), mapping={"last_failure": iso(now), "last_reason": reason[:300]})
     pipe.expire(target_key(target), ttl)
-    if what == "held":  # still owed: waiting, with no time it is due
-        pipe.zadd(waiting_key(target), {event_id: now})
-    elif due is None:
+    # A held delivery leaves the waiting index for its breaker's held set (relay:held:<target>),
+    # which the page adds to "Waiting": the reconcile step looks for lost jobs in this index only.
+    if due is None:
         pipe.zrem(waiting_key(target), event_id)
     else:
         pipe.zadd(waiting_key(target), {event_id: due})

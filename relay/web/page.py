@@ -140,6 +140,8 @@ def overview() -> str:
         (member.decode(), activity.iso(score))
         for member, score in relay.redis.zrange(WATCHLIST, 0, 49, withscores=True)
     ]
+    for target in targets:
+        target["waiting"] += target["breaker"].held  # held for its breaker: owed all the same
     pending = any(target["waiting"] for target in targets) or bool(watched)
     return page(
         "ui/overview.html",

@@ -189,3 +189,69 @@ def test_give_up_longer_than_the_dedup_window_is_a_configuration_error() -> None
     with pytest.raises(ConfigError, match="RELAY_BREAKER_GIVE_UP"):
         Settings.from_env({"RELAY_DEDUP_TTL": "1d", "RELAY_BREAKER_GIVE_UP": "2d"})
     assert Settings.from_env({"RELAY_DEDUP_TTL": "1d"}).breaker_give_up == 86400  # the default fits itself
+
+
+def open_with_two_held(runtime, hook, sample) -> list:
+    """The hook's breaker opened by a 404, two deliveries held, the probe due."""
+    held = events(sample, 2, "h")
+    for event in held:
+        ingest(runtime, event)
+    work(runtime)
+    assert runtime.breakers.status(["hook"])["hook"].held == 2
+    time.sleep(0.6)
+    return held
+
+
+def test_a_probe_answered_429_waits_as_asked_without_doubling(breaker_env, sample) -> None:
+    runtime, hook, _, _ = breaker_env(Reply(404, "gone"))
+    open_with_two_held(runtime, hook, sample)
+    hook.default = Reply(429, "slow down", {"Retry-After": "30"})
+    runtime.breakers.tick()
+    work(runtime)
+    fields = runtime.breakers._fields("hook")
+    assert fields["state"] == "open" and float(fields["delay"]) == pytest.approx(0.5)  # not doubled
+    assert 25 < float(fields["probe_at"]) - time.time() <= 30
+    assert runtime.breakers.status(["hook"])["hook"].held == 2
+
+
+def test_a_probe_whose_payload_is_refused_is_dead_and_the_next_is_probed_at_once(breaker_env, sample) -> None:
+    runtime, hook, _, _ = breaker_env(Reply(404, "gone"))
+    first, second = open_with_two_held(runtime, hook, sample)
+    hook.script.append(Reply(422, "unprocessable"))  # the first probe's answer, then 200s
+    hook.default = Reply(200, "ok")
+    runtime.breakers.tick()
+    work(runtime)
+    assert runtime.store.delivery(first.id, "hook").state == DEAD
+    runtime.breakers.tick()  # due at once
+    work(runtime)
+    assert runtime.store.delivery(second.id, "hook").state == DELIVERED
+    assert runtime.breakers.status(["hook"])["hook"].state == "closed"
+
+
+@pytest.mark.parametrize("state", ["open", "probing", "paused"])
+def test_metrics_and_status_say_each_state(breaker_env, sample, state) -> None:
+    from relay.metrics import scrape
+
+    runtime, hook, _, _ = breaker_env(Reply(404, "gone"))
+    open_with_two_held(runtime, hook, sample)
+    if state == "probing":
+        runtime.breakers.tick()  # the probe's job is queued, not run: probing
+    elif state == "paused":
+        runtime.breakers.pause("hook")
+    text = scrape(runtime.redis, runtime.queue, ["hook"]).decode()
+    for each in ("closed", "open", "probing", "paused"):
+        assert f'relay_target_state{{state="{each}",target="hook"}} {1.0 if each == state else 0.0}' in text
+    assert 'relay_deliveries_held{target="hook"} 2.0' in text
+    status = runtime.breakers.status(["hook"])["hook"]
+    assert (status.state, status.held) == (state, 2) and status.since.startswith("20")
+    assert status.reason == ("paused by hand" if state == "paused" else "HTTP 404: gone")
+
+
+def test_held_deliveries_are_not_taken_for_lost_jobs(breaker_env, sample) -> None:
+    """They have no job on purpose: the reconcile step (lost jobs) leaves them to their breaker."""
+    from relay.worker.reconcile import reconcile
+
+    runtime, hook, _, _ = breaker_env(Reply(404, "gone"))
+    open_with_two_held(runtime, hook, sample)
+    assert reconcile(runtime.store, runtime.queue, ["hook"], after=0, now=time.time() + 3600) == 0
+    assert runtime.queue.count == 0 and runtime.breakers.status(["hook"])["hook"].held == 2
