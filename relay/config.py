@@ -38,6 +38,7 @@ from relay.targets.spec import (  # noqa: F401 - re-exported: the configuration'
 _OWN_VARIABLES = (
     Variable("REDIS_URL"),
     Variable("REDIS_TLS_VERIFY", deploy=True),
+    Variable("RELAY_SENTINEL_PASSWORD", secret=True),
     Variable("RELAY_CALLBACK_TOKEN", deploy=True, secret=True),
     Variable("RELAY_ALLOW_UNAUTHENTICATED"),
     Variable("RELAY_MAX_BODY_BYTES"),
@@ -209,6 +210,7 @@ class Settings:
     reconcile_after: float = 60.0  # a pending delivery this long past due with no job is queued again
     dashboard_password: str = field(default="", repr=False)
     trusted_proxies: int = 0  # X-Forwarded-* hops trusted: 0 unless a proxy is in front
+    sentinel_password: str = field(default="", repr=False)  # the sentinels' own (the nodes' is in REDIS_URL)
     # A target's breaker (relay.delivery.breaker): opens after this many failed attempts in a row,
     # probes after breaker_probe (doubling up to breaker_probe_max), gives a delivery up after
     # breaker_give_up held.
@@ -270,6 +272,7 @@ class Settings:
             reconcile_after=reader.duration("RELAY_RECONCILE_AFTER", cls.reconcile_after, minimum=1),
             dashboard_password=env.get("RELAY_DASHBOARD_PASSWORD", "").strip(),
             trusted_proxies=int(reader.number("RELAY_TRUSTED_PROXIES", 0, minimum=0)),
+            sentinel_password=env.get("RELAY_SENTINEL_PASSWORD", "").strip(),
             breaker_failures=int(reader.number("RELAY_BREAKER_FAILURES", cls.breaker_failures, minimum=1)),
             breaker_probe=reader.duration("RELAY_BREAKER_PROBE", cls.breaker_probe, minimum=0.1),
             breaker_probe_max=reader.duration("RELAY_BREAKER_PROBE_MAX", cls.breaker_probe_max, minimum=0.1),
@@ -399,8 +402,17 @@ def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def _redis_url(url: str) -> str:
-    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    from relay.store.connection import sentinel_url
+
+    scheme = urlsplit(url).scheme
+    if scheme in {"redis+sentinel", "rediss+sentinel"}:
+        try:
+            sentinel_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"REDIS_URL: {exc}") from None
+        return url
+    if scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError("REDIS_URL must start with redis://, rediss://, unix:// or redis+sentinel://")
     return url
 
 

@@ -3,11 +3,50 @@
 from __future__ import annotations
 
 import ssl
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import redis
+import redis.sentinel
 
 from relay.config import Settings
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """``redis+sentinel://[:password@]host1:26379,host2:26379/<service>/<db>`` (the form
+    rq-dashboard and Redis-Sentinel-Url read); ``rediss+sentinel://`` for TLS to the nodes."""
+
+    hosts: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    password: str | None
+    tls: bool
+
+
+def sentinel_url(url: str) -> SentinelURL | None:
+    """The parts of a Sentinel URL, None for any other URL; ValueError saying what is wrong."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in SENTINEL_SCHEMES:
+        return None
+    netloc, _, path = rest.partition("/")
+    auth, _, hostspec = netloc.rpartition("@")
+    password = unquote(auth.partition(":")[2]) if auth else None
+    hosts = []
+    for entry in filter(None, hostspec.split(",")):
+        host, _, port = entry.partition(":")
+        if not host or (port and not port.isdigit()):
+            raise ValueError(f"sentinel address {entry!r} is not host:port")
+        hosts.append((host, int(port or 26379)))
+    parts = [part for part in path.split("?")[0].split("/") if part]
+    if not hosts or not parts:
+        raise ValueError("a Sentinel URL names its sentinels and the service: redis+sentinel://host:26379/mymaster/0")
+    db = parts[1] if len(parts) > 1 else "0"
+    if not db.isdigit():
+        raise ValueError("the database after the service name must be a number")
+    return SentinelURL(tuple(hosts), parts[0], int(db), password or None, scheme == "rediss+sentinel")
 
 
 def connect(settings: Settings, *, timeout: float = 5.0) -> redis.Redis:
@@ -23,13 +62,37 @@ def connect(settings: Settings, *, timeout: float = 5.0) -> redis.Redis:
         "health_check_interval": 30,
         "retry_on_timeout": False,
     }
-    if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
+    if settings.redis_url.startswith(("rediss://", "rediss+sentinel://")) and not settings.redis_tls_verify:
         options.update(ssl_cert_reqs=ssl.CERT_NONE, ssl_check_hostname=False)
-    return redis.Redis.from_url(settings.redis_url, **options)
+    sentinel = sentinel_url(settings.redis_url)
+    if sentinel is None:
+        return redis.Redis.from_url(settings.redis_url, **options)
+    # The sentinels tell each new connection where the primary is now: after a failover every
+    # process follows it by itself (redis-py's Sentinel pool), riding the switch as an outage.
+    node = {**options, "db": sentinel.db, "password": sentinel.password}
+    if sentinel.tls:
+        node["ssl"] = True
+    sentinels = redis.sentinel.Sentinel(
+        list(sentinel.hosts),
+        sentinel_kwargs={
+            "password": settings.sentinel_password or None,
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+        },
+        **{key: value for key, value in node.items() if key != "db"},
+    )
+    return sentinels.master_for(sentinel.service, redis_class=redis.Redis, **node)
 
 
 def redis_location(url: str) -> str:
     """``host:port db N`` (or the socket path) of a Redis URL: never its password."""
+    try:
+        sentinel = sentinel_url(url)
+    except ValueError:
+        sentinel = None
+    if sentinel is not None:
+        hosts = ",".join(f"{host}:{port}" for host, port in sentinel.hosts)
+        return f"{sentinel.service} db {sentinel.db} via sentinels {hosts}{' (TLS)' if sentinel.tls else ''}"
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return f"unix socket {parts.path}"
