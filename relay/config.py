@@ -39,6 +39,8 @@ _OWN_VARIABLES = (
     Variable("REDIS_URL"),
     Variable("REDIS_TLS_VERIFY", deploy=True),
     Variable("RELAY_SENTINEL_PASSWORD", secret=True),
+    Variable("RELAY_ACK_REPLICAS"),
+    Variable("RELAY_ACK_TIMEOUT"),
     Variable("RELAY_CALLBACK_TOKEN", deploy=True, secret=True),
     Variable("RELAY_ALLOW_UNAUTHENTICATED"),
     Variable("RELAY_MAX_BODY_BYTES"),
@@ -211,6 +213,9 @@ class Settings:
     dashboard_password: str = field(default="", repr=False)
     trusted_proxies: int = 0  # X-Forwarded-* hops trusted: 0 unless a proxy is in front
     sentinel_password: str = field(default="", repr=False)  # the sentinels' own (the nodes' is in REDIS_URL)
+    # Replicas that must confirm an acknowledged write (WAIT), and how long to wait for them.
+    ack_replicas: int = 0
+    ack_timeout: float = 0.5
     # A target's breaker (relay.delivery.breaker): opens after this many failed attempts in a row,
     # probes after breaker_probe (doubling up to breaker_probe_max), gives a delivery up after
     # breaker_give_up held.
@@ -273,6 +278,10 @@ class Settings:
             dashboard_password=env.get("RELAY_DASHBOARD_PASSWORD", "").strip(),
             trusted_proxies=int(reader.number("RELAY_TRUSTED_PROXIES", 0, minimum=0)),
             sentinel_password=env.get("RELAY_SENTINEL_PASSWORD", "").strip(),
+            ack_replicas=int(
+                reader.number("RELAY_ACK_REPLICAS", 1 if "+sentinel://" in env.get("REDIS_URL", "") else 0, minimum=0)
+            ),
+            ack_timeout=reader.duration("RELAY_ACK_TIMEOUT", cls.ack_timeout, minimum=0.01),
             breaker_failures=int(reader.number("RELAY_BREAKER_FAILURES", cls.breaker_failures, minimum=1)),
             breaker_probe=reader.duration("RELAY_BREAKER_PROBE", cls.breaker_probe, minimum=0.1),
             breaker_probe_max=reader.duration("RELAY_BREAKER_PROBE_MAX", cls.breaker_probe_max, minimum=0.1),
@@ -286,6 +295,8 @@ class Settings:
             )
         if settings.breaker_probe_max < settings.breaker_probe:
             raise ConfigError("RELAY_BREAKER_PROBE_MAX must not be shorter than RELAY_BREAKER_PROBE")
+        if settings.ack_replicas and settings.ack_timeout >= 4.0:
+            raise ConfigError("RELAY_ACK_TIMEOUT must stay under 4s (the door's Redis timeout is 5s)")
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")
         own = settings.public_url.rstrip("/").lower() + "/callbacks/"

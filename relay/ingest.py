@@ -12,6 +12,7 @@ from relay.config import Settings
 from relay.delivery.queue import dispatch_writes
 from relay.polling.watchlist import WATCHLIST, watch_key
 from relay.store import activity
+from relay.store.connection import NotReplicated, wait_for_replicas
 from relay.store.outage import is_outage
 from relay.store.scripts import REPLAY, Recorder, pack
 from relay.store.state import DeliveryState, deliveries_key, event_key, task_key
@@ -79,7 +80,10 @@ class Ingest:
         writes = pack(recorder.commands)
         try:
             args = [event.to_json(), ttl, repeats, activity.STATS_TTL, *writes]
-            fresh = bool(self.store_if_new(keys=[key, stats], args=args))
+            if self.settings.ack_replicas <= 0:
+                fresh = bool(self.store_if_new(keys=[key, stats], args=args))
+            else:
+                fresh = self._store_replicated([key, stats], args)
         except redis.ResponseError as exc:
             self.repeats += repeats
             if not is_outage(exc):
@@ -92,6 +96,18 @@ class Ingest:
             raise
         self._confirm(event.id)
         return fresh
+
+    def _store_replicated(self, keys: list[str], args: list[Any]) -> bool:
+        """The store step, then ``WAIT`` on the same connection: "received" means the callback is
+        on RELAY_ACK_REPLICAS replicas too, so a failover cannot lose it. Not confirmed in time:
+        NotReplicated (503; it is on the primary, so Suno's retry is a duplicate)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.store_if_new(keys=keys, args=args, client=pipe)
+            wait_for_replicas(pipe, self.settings)
+            fresh, confirmed = pipe.execute()
+        if int(confirmed) < self.settings.ack_replicas:
+            raise NotReplicated(f"{confirmed} of {self.settings.ack_replicas} replicas confirmed in time")
+        return bool(fresh)
 
     def _confirm(self, event_id: str) -> None:
         self.confirmed.pop(event_id, None)

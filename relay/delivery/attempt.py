@@ -41,6 +41,7 @@ from relay.delivery.queue import enqueue_delivery
 from relay.metrics import record_delivery
 from relay.store import activity
 from relay.store.activity import iso
+from relay.store.connection import wait_for_replicas
 from relay.store.keys import BREAKER_DUE, HELD_SINCE, breaker_key, held_key
 from relay.store.outage import OUTAGE
 from relay.store.scripts import REPLAY, pack, record
@@ -307,7 +308,7 @@ class Delivery:
         self.state.at = _now()
         args = [self.token, int(ttl * 1000), self.target.name, self.state.to_json(), self.member, time.time() + ttl]
         args += [interval_ms(*self.target.spec.rate), NO_LIMIT_MS]
-        wait = OUTAGE.call(lambda: self.ctx.script("progress", _PROGRESS)(keys=self.keys, args=args), _give_up())
+        wait = OUTAGE.call(lambda: self._replicated("progress", _PROGRESS, self.keys, args), _give_up())
         if int(wait) < 0:
             log.error("lock lost: another worker took this delivery over", extra=self.context)
             raise LockLost(self.member)
@@ -318,10 +319,27 @@ class Delivery:
         it now; retried through an outage. Returns False when the lock was lost."""
         commands = record(self.ctx.redis, write)
         args = [self.token, *pack(commands)]
-        applied = OUTAGE.call(lambda: self.ctx.script("finish", _FINISH)(keys=self.keys[:1], args=args), _give_up())
+        applied = OUTAGE.call(lambda: self._replicated("finish", _FINISH, self.keys[:1], args), _give_up())
         if not applied:
             log.error("lock lost: another worker took this delivery over; nothing recorded", extra=self.context)
         return bool(applied)
+
+    def _replicated(self, name: str, source: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a step that records what a target accepted; with RELAY_ACK_REPLICAS, ``WAIT`` on
+        the same connection, so a failover does not make the relay post it again. Not confirmed in
+        time: recorded all the same (a post cannot be taken back), logged and counted."""
+        script = self.ctx.script(name, source)
+        settings = self.ctx.settings
+        if settings.ack_replicas <= 0:
+            return script(keys=keys, args=args)
+        with self.ctx.redis.pipeline(transaction=False) as pipe:
+            script(keys=keys, args=args, client=pipe)
+            wait_for_replicas(pipe, settings)
+            result, confirmed = pipe.execute()
+        if int(confirmed) < settings.ack_replicas:
+            log.warning("unconfirmed", extra={**self.context, "replicas": int(confirmed)})
+            OUTAGE.call(lambda: record_delivery(self.ctx.redis, self.target.name, "unconfirmed"))
+        return result
 
     # Outcomes ----------------------------------------------------------------------------------
 

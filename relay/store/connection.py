@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -118,3 +119,17 @@ def unreachable(redis_url: str, exc: BaseException) -> str:
     text = str(exc).lower()
     reason = next((said for key, said in _PROBLEMS.items() if key in text), type(exc).__name__)
     return f"REDIS_URL: cannot connect to {redis_location(redis_url)} ({reason})"
+
+
+class NotReplicated(redis.exceptions.ConnectionError):
+    """Fewer replicas than ``RELAY_ACK_REPLICAS`` confirmed a write within ``RELAY_ACK_TIMEOUT``:
+    the write is on the primary only, and a failover now could lose it (treated as an outage)."""
+
+
+def wait_for_replicas(pipe: Any, settings: Settings) -> bool:
+    """Queue a ``WAIT`` on ``pipe`` after its writes (the same connection, so it covers them),
+    when RELAY_ACK_REPLICAS asks for one; True when one was queued (its answer comes last)."""
+    if settings.ack_replicas <= 0:
+        return False
+    pipe.execute_command("WAIT", settings.ack_replicas, int(settings.ack_timeout * 1000))
+    return True

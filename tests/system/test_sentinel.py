@@ -28,8 +28,10 @@ class Sentinels:
         binary = redis_server_binary()
         self.processes: list[subprocess.Popen] = []
         self.primary_port, self.replica_port = free_port(), free_port()
-        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.primary = self._start([binary, "--port", str(self.primary_port), *common], tmp_path / "primary")
+        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0"]
+        self.primary_args = [binary, "--port", str(self.primary_port), *common]
+        self.tmp_path = tmp_path
+        self.primary = self._start(self.primary_args, tmp_path / "primary")
         self._start(
             [binary, "--port", str(self.replica_port), *common, "--replicaof", "127.0.0.1", str(self.primary_port)],
             tmp_path / "replica",
@@ -44,6 +46,10 @@ class Sentinels:
                 f"sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n"
             )
             self._start([binary, str(conf), "--sentinel"], folder, wait=port)
+        replica = redis.Redis(port=self.replica_port)
+        deadline = time.monotonic() + 30
+        while replica.info("replication").get("master_link_status") != "up" and time.monotonic() < deadline:
+            time.sleep(0.1)
         self.url = "redis+sentinel://" + ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports) + f"/{SERVICE}/0"
 
     def _start(self, args: list[str], folder, wait: int | None = None) -> subprocess.Popen:
@@ -53,6 +59,10 @@ class Sentinels:
         self.processes.append(process)
         wait_for_port(wait or int(args[args.index("--port") + 1]))
         return process
+
+    def rejoin_old_primary(self) -> None:
+        """The killed node comes back (as a platform replaces it): the sentinels make it a replica."""
+        self.primary = self._start(self.primary_args, self.tmp_path / "primary")
 
     def primary_now(self) -> int:
         answer = redis.Redis(port=self.sentinel_ports[0]).sentinel_get_master_addr_by_name(SERVICE)
@@ -104,9 +114,10 @@ def test_every_process_follows_the_primary_through_a_failover(sentinels, tmp_pat
             time.sleep(0.2)
         assert sentinels.primary_now() == sentinels.replica_port, "the sentinels did not promote the replica"
         promoted = time.monotonic() - started
+        sentinels.rejoin_old_primary()  # with RELAY_ACK_REPLICAS=1 the door needs a replica again
 
         answers = []
-        while time.monotonic() < deadline:  # 503s while the switch lasts, then 200
+        while time.monotonic() < deadline:  # 503s until the new primary has a replica in sync, then 200
             answer = callback(procfile.base_url, "after")
             answers.append(answer.status_code)
             if answer.status_code == 200:
@@ -114,11 +125,42 @@ def test_every_process_follows_the_primary_through_a_failover(sentinels, tmp_pat
             assert answer.status_code == 503 and answer.headers.get("Retry-After")
             time.sleep(0.5)
         assert answers[-1] == 200
+        switch = time.monotonic() - started
         hook.wait_for(2, timeout=30)
         assert [body.json()["task_id"] for body in hook.received] == ["before", "after"]
         status = cli(env, "status", "after")
         assert status.returncode == 0 and "webhook" in status.stdout and "delivered at" in status.stdout
-        print(f"\npromoted after {promoted:.1f}s; door answers during the switch: {answers}")
+        print(f"\npromoted after {promoted:.1f}s; 200 again after {switch:.1f}s; door answers meanwhile: {answers}")
     finally:
+        procfile.stop()
+        hook.close()
+
+
+def test_a_frozen_replica_makes_the_door_answer_503_then_the_retry_is_a_duplicate(sentinels, tmp_path) -> None:
+    """RELAY_ACK_REPLICAS (1 by default with a Sentinel URL): "received" means on the replica too."""
+    hook = Receiver()
+    env = {"REDIS_URL": sentinels.url, "RELAY_CALLBACK_TOKEN": TOKEN, "RELAY_WEBHOOK_URL": hook.url,
+           "RELAY_ACCESS_LOG": "0", "RELAY_ACK_TIMEOUT": "300ms"}  # fmt: skip
+    procfile = Procfile(env, tmp_path)
+    replica = sentinels.processes[1]
+    try:
+        procfile.start("web")
+        procfile.start("worker")
+        replica.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        frozen = callback(procfile.base_url, "frozen")
+        waited = time.monotonic() - started
+        assert frozen.status_code == 503 and frozen.headers.get("Retry-After"), frozen.text
+        assert 0.25 < waited < 5, waited  # about RELAY_ACK_TIMEOUT
+        replica.send_signal(signal.SIGCONT)
+        time.sleep(0.5)
+        again = callback(procfile.base_url, "frozen")
+        assert again.status_code == 200 and again.json()["status"] == "duplicate"
+        hook.wait_for(1, timeout=30)
+        time.sleep(1.0)
+        assert [body.json()["task_id"] for body in hook.received] == ["frozen"]
+        print(f"\nthe door answered 503 after {waited:.2f}s with the replica frozen")
+    finally:
+        replica.send_signal(signal.SIGCONT)
         procfile.stop()
         hook.close()

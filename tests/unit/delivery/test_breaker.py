@@ -23,13 +23,13 @@ def breaker_env(make_settings, redis_conn, receivers):
     def build(reply: Reply, **env: str):
         hook, discord, alerts = receivers(default=reply), receivers(default=Reply(204, "")), receivers()
         fast = "rate=1000/1s"
-        settings = make_settings(
-            RELAY_WEBHOOK_URL=f"{hook.url}#name=hook&{fast}, {alerts.url}#name=alerts&only=alerts&{fast}",
-            DISCORD_WEBHOOK_URL=f"{discord.url}#{fast}",
-            RELAY_BREAKER_FAILURES="3",
-            RELAY_BREAKER_PROBE="0.5s",
+        settings = make_settings(**{
+            "RELAY_WEBHOOK_URL": f"{hook.url}#name=hook&{fast}, {alerts.url}#name=alerts&only=alerts&{fast}",
+            "DISCORD_WEBHOOK_URL": f"{discord.url}#{fast}",
+            "RELAY_BREAKER_FAILURES": "3",
+            "RELAY_BREAKER_PROBE": "0.5s",
             **env,
-        )
+        })  # fmt: skip
         return jobs.configure(settings, redis_conn), hook, discord, alerts
 
     return build
@@ -95,7 +95,7 @@ def test_failures_open_it_hold_the_rest_probe_doubling_and_resume_in_order(break
 
 
 def test_an_answer_that_it_is_gone_opens_it_at_once_and_a_new_url_probes_at_once(breaker_env, sample) -> None:
-    runtime, hook, _, _ = breaker_env(Reply(404, "no such hook"))
+    runtime, hook, _, _ = breaker_env(Reply(404, "no such hook"), RELAY_BREAKER_PROBE="1m")
     first, second = events(sample, 2)
     ingest(runtime, first)
     work(runtime)
@@ -152,14 +152,14 @@ def test_pause_and_resume_by_hand(breaker_env, sample) -> None:
 
 
 def test_held_too_long_is_dead_with_the_reason_and_a_replay_is_held_again(breaker_env, sample) -> None:
-    runtime, hook, _, _ = breaker_env(Reply(410, "gone"), RELAY_BREAKER_GIVE_UP="1s")
+    runtime, hook, _, _ = breaker_env(Reply(410, "gone"), RELAY_BREAKER_GIVE_UP="3s")
     [event] = events(sample, 1)
     ingest(runtime, event)
     work(runtime)
     assert runtime.store.delivery(event.id, "hook").state == HELD
     runtime.breakers.give_up()
     assert runtime.store.delivery(event.id, "hook").state == HELD  # not yet
-    time.sleep(1.1)
+    time.sleep(3.1)
     runtime.breakers.give_up()
     state = runtime.store.delivery(event.id, "hook")
     assert state.state == DEAD and state.reason.startswith("target down since 20") and "HTTP 410" in state.reason
