@@ -82,6 +82,13 @@ def connect(settings: Settings, *, timeout: float = 5.0) -> redis.Redis:
         },
         **{key: value for key, value in node.items() if key != "db"},
     )
+    from relay.store.outage import OUTAGE
+
+    def locate() -> str:
+        host, port = sentinels.discover_master(sentinel.service)
+        return f"{host}:{port}"
+
+    OUTAGE.locate = locate
     return sentinels.master_for(sentinel.service, redis_class=redis.Redis, **node)
 
 

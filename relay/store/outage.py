@@ -66,6 +66,9 @@ class Outage:
         self.down_since: float | None = None
         self.stopping = threading.Event()  # set on SIGTERM: waits give up at give_up_at
         self.give_up_at: float | None = None
+        # With Sentinel: where the primary is now ("host:port"), asked of the sentinels when Redis
+        # is back, so that the log names the new primary after a failover.
+        self.locate: Callable[[], str] | None = None
 
     def stop(self, within: float) -> None:
         """SIGTERM: from now on, waits for Redis end ``within`` seconds from now."""
@@ -85,7 +88,13 @@ class Outage:
             if self.down_since is not None:
                 seconds = round(time.monotonic() - self.down_since, 1)
                 self.down_since = None
-                log.warning("redis available again", extra={"down_s": seconds})
+                extra: dict[str, object] = {"down_s": seconds}
+                if self.locate is not None:
+                    try:
+                        extra["primary"] = self.locate()
+                    except redis.RedisError:
+                        extra["primary"] = "unknown"
+                log.warning("redis available again", extra=extra)
 
     def call(self, step: Callable[[], T], give_up_at: float | None = None) -> T:
         """Run ``step`` until Redis takes it: through an outage, retrying every 0.1–2 s. Raises the

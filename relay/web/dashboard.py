@@ -92,6 +92,7 @@ def mount_dashboard(app: Flask, settings: Settings, connection: redis.Redis) -> 
         return response
 
     app.config["RQ_DASHBOARD_REDIS_URL"] = (dashboard_redis_url(settings),)
+    app.config["RQ_DASHBOARD_REDIS_SENTINEL_PASSWORD"] = settings.sentinel_password or None
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)
     rq_dashboard.web.setup_rq_connection(app)
     app.redis_conn = connection  # type: ignore[attr-defined]  # ours: TLS settings included

@@ -96,6 +96,8 @@ def test_every_process_follows_the_primary_through_a_failover(sentinels, tmp_pat
         "RELAY_WEBHOOK_URL": hook.url + "#rate=1000/1s",
         "RELAY_BACKOFF": "0.5,0.5,0.5",
         "RELAY_ACCESS_LOG": "0",
+        "RELAY_DASHBOARD_USER": "ops",
+        "RELAY_DASHBOARD_PASSWORD": "a-long-dashboard-password",
     }
     procfile = Procfile(env, tmp_path)
     try:
@@ -130,6 +132,15 @@ def test_every_process_follows_the_primary_through_a_failover(sentinels, tmp_pat
         assert [body.json()["task_id"] for body in hook.received] == ["before", "after"]
         status = cli(env, "status", "after")
         assert status.returncode == 0 and "webhook" in status.stdout and "delivered at" in status.stdout
+        dashboard = requests.get(
+            f"{procfile.base_url}/rq/0/data/queues.json", auth=("ops", "a-long-dashboard-password"), timeout=10
+        )
+        assert dashboard.status_code == 200 and "queues" in dashboard.json()
+        ready = requests.get(f"{procfile.base_url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        worker_log = (tmp_path / "worker-0.log").read_text()
+        assert "redis unavailable; waiting for it" in worker_log  # one line when the primary went
+        assert f'"primary":"127.0.0.1:{sentinels.replica_port}"' in worker_log  # one naming the new one
         print(f"\npromoted after {promoted:.1f}s; 200 again after {switch:.1f}s; door answers meanwhile: {answers}")
     finally:
         procfile.stop()
