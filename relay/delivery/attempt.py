@@ -207,8 +207,8 @@ class Delivery:
         self.token = uuid.uuid4().hex
         self.member = f"{event_id}/{target.name}"
         keys = [lock_key(event_id, target.name), deliveries_key(event_id), INFLIGHT, rate_key(target.name)]
-        self.keys = [*keys, event_key(event_id), breaker_key(target.name), held_key(target.name), BREAKER_DUE]
-        self.keys.append(HELD_SINCE)
+        breaker = [breaker_key(target.name), held_key(target.name), BREAKER_DUE, HELD_SINCE]
+        self.keys = [*keys, event_key(event_id), *breaker]
         self.probe = False  # this delivery is its target's probe (relay.delivery.breaker)
         self.context: dict[str, Any] = {"event_id": event_id, "target": target.name, "attempt": attempt}
         if event is not None:

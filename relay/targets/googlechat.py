@@ -9,7 +9,8 @@ task: ``thread.threadKey`` is derived from the task id, with
 ``messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD``, so an event's continuation messages
 and a task's later events stay together. Mentions are ``<users/…>`` (``<users/all>`` for
 everyone): provider text is HTML-escaped in  and in the plain text a zero-width space
-after ``<`` keeps ``<users/all>`` from pinging. 400 and 403 (a bad key or token) are permanent.
+after ``<`` keeps ``<users/all>`` from pinging. 403 (a bad key or token) is gone (the breaker
+opens); 400 refuses the payload.
 """
 
 from __future__ import annotations

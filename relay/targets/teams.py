@@ -6,7 +6,7 @@ legacy MessageCard format fails on these flows. Limits (Microsoft's documentatio
 reports): a posted message is limited to about 28 KB including markup, with failures reported
 from about 21 KB, so each message here stays under :data:`MESSAGE_BYTES` and long lyrics continue
 in further messages. Success is 200 or 202. A flow that is turned off answers
-``WorkflowTriggerIsNotEnabled``: permanent. Plain text pings nobody (a mention needs ``<at>``
+``WorkflowTriggerIsNotEnabled``: gone (the breaker opens). Plain text pings nobody (a mention needs ``<at>``
 plus ``msteams.entities``, never sent here), and provider text is backslash-escaped for the
 card's markdown, so ``<at>x</at>`` or ``**x**`` show as written.
 """

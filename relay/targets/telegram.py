@@ -6,8 +6,9 @@ from anything derived from an answer. Limits (Telegram Bot API): ``text`` 1–40
 after entity parsing, so lyrics go :data:`TEXT_LIMIT` visible characters a message; about one
 message a second per chat and 20 a minute per group. HTML parse mode: ``&``, ``<``, ``>``
 escaped, the title in ``<b>``. A 429 carries ``parameters.retry_after`` in its JSON body. 403
-(blocked, kicked) and 400 ``chat not found`` are permanent; a group migrated to a supergroup
-answers 400 with ``parameters.migrate_to_chat_id``: the dead letter says which id to configure.
+(blocked, kicked) and 400 ``chat not found`` are gone (the breaker opens); a group migrated to a
+supergroup answers 400 with ``parameters.migrate_to_chat_id``: gone too, the reason says which id
+to configure. Another 400 refuses the message (a relay bug: dead).
 """
 
 from __future__ import annotations
