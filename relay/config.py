@@ -296,7 +296,9 @@ class Settings:
         if settings.breaker_probe_max < settings.breaker_probe:
             raise ConfigError("RELAY_BREAKER_PROBE_MAX must not be shorter than RELAY_BREAKER_PROBE")
         if settings.ack_replicas and settings.ack_timeout >= 4.0:
-            raise ConfigError("RELAY_ACK_TIMEOUT must stay under 4s (the door's Redis timeout is 5s)")
+            raise ConfigError(
+                "RELAY_ACK_TIMEOUT must stay under 4s (the door waits for Redis at most that plus 1s, and Suno 15s)"
+            )
         if settings.http_timeout * 3 > settings.job_timeout:
             raise ConfigError("RELAY_HTTP_TIMEOUT must stay well below RELAY_JOB_TIMEOUT (at most a third of it)")
         own = settings.public_url.rstrip("/").lower() + "/callbacks/"

@@ -26,6 +26,21 @@ from relay.dev import ROOT, free_port, procfile, wait_for_port
 EXAMPLES = ROOT / "examples"
 
 
+def lyrics_callback(task_id: str) -> dict:
+    """The smallest finished-lyrics callback, for load and failover runs."""
+    item = {"status": "complete", "title": f"Song {task_id}", "text": "la", "error_message": ""}
+    return {"code": 200, "msg": "ok", "data": {"callbackType": "complete", "task_id": task_id, "data": [item]}}
+
+
+def post_lyrics(base: str, task_id: str, http: requests.Session | None = None) -> requests.Response:
+    """POST :func:`lyrics_callback` to a web process at ``base``, with the tests' token."""
+    from tests.conftest import TOKEN
+
+    return (http or requests).post(
+        f"{base}/callbacks/suno/lyrics", params={"token": TOKEN}, json=lyrics_callback(task_id), timeout=10
+    )
+
+
 def example(name: str) -> dict:
     """One of ``examples/<name>.json``, the provider's payloads as documented."""
     return json.loads((EXAMPLES / f"{name}.json").read_text())
@@ -175,6 +190,16 @@ class Procfile:
                 except requests.RequestException:
                     time.sleep(0.05)
         return process
+
+    def start_many(self, web: int, worker: int) -> list[str]:
+        """``web`` web processes (each on a port of its own) and ``worker`` workers; the web
+        processes' base URLs."""
+        ports = [self.port] + [free_port() for _ in range(web - 1)]
+        for port in ports:
+            self.start("web", port=port)
+        for _ in range(worker):
+            self.start("worker")
+        return [f"http://127.0.0.1:{port}" for port in ports]
 
     def signal(self, process: subprocess.Popen, sig: int) -> None:
         """Signal the process and every descendant (RQ's work horse has a process group of its

@@ -9,6 +9,8 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from relay.config import Settings
 
@@ -50,6 +52,15 @@ def sentinel_url(url: str) -> SentinelURL | None:
     return SentinelURL(tuple(hosts), parts[0], int(db), password or None, scheme == "rediss+sentinel")
 
 
+def no_retry() -> Retry:
+    """Never retried here: a broken or hung connection is an outage its caller handles (the door
+    answers 503, the worker waits in :mod:`relay.store.outage`). A client built directly, as the
+    Sentinel client builds its connections to the sentinels, gets redis-py's default instead:
+    10 retries with backoff, timeouts included, 26 s for one command on a hung server at a 2 s
+    timeout, past Suno's 15 s."""
+    return Retry(NoBackoff(), 0)
+
+
 def connect(settings: Settings, *, timeout: float = 5.0) -> redis.Redis:
     """A client for ``REDIS_URL``.
 
@@ -61,7 +72,7 @@ def connect(settings: Settings, *, timeout: float = 5.0) -> redis.Redis:
         "socket_connect_timeout": timeout,
         "socket_timeout": timeout,
         "health_check_interval": 30,
-        "retry_on_timeout": False,
+        "retry": no_retry(),
     }
     if settings.redis_url.startswith(("rediss://", "rediss+sentinel://")) and not settings.redis_tls_verify:
         options.update(ssl_cert_reqs=ssl.CERT_NONE, ssl_check_hostname=False)
@@ -79,6 +90,7 @@ def connect(settings: Settings, *, timeout: float = 5.0) -> redis.Redis:
             "password": settings.sentinel_password or None,
             "socket_connect_timeout": timeout,
             "socket_timeout": timeout,
+            "retry": no_retry(),
         },
         **{key: value for key, value in node.items() if key != "db"},
     )

@@ -1,5 +1,6 @@
-"""Riding out Redis outages in the worker: a stopped or restarting Redis, a full one
-(``maxmemory`` with ``noeviction``), a failover, a TLS handshake that fails.
+"""Riding out Redis outages: a stopped or restarting Redis, a full one (``maxmemory`` with
+``noeviction``), a failover, a replica that does not confirm, a TLS handshake that fails. The
+worker waits here; the web process answers 503 and reports here only for the log lines.
 
 Every thread of the worker that meets such an error reports it here and waits; the process logs
 one line when Redis goes away and one when it answers again, never a traceback per attempt.
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
+
+from relay.store.connection import NotReplicated
 
 log = logging.getLogger("relay.redis")
 T = TypeVar("T")
@@ -46,6 +49,8 @@ def is_outage(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     """What went wrong, naming the setting to look at; never the URL (it may hold a password)."""
     text = str(exc)
+    if isinstance(exc, NotReplicated):
+        return f"RELAY_ACK_REPLICAS: {text}; a failover now could lose the write"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         detail = text.split("certificate verify failed", 1)[-1].strip(" :()") or "not trusted"
         return (

@@ -29,7 +29,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     settings = settings or Settings.from_env()
     settings.require_auth()
     configure_logging(settings.log_level, settings.log_format)
-    connection = connection or connect(settings, timeout=2.0)
+    # Short, so that Suno gets its 503 well within its 15 s; longer than a WAIT for replicas.
+    connection = connection or connect(settings, timeout=max(2.0, settings.ack_timeout + 1.0))
 
     app = Flask(__name__)
     # `//callbacks/…` is a 404, not a redirect whose Location would repeat the ?token=….

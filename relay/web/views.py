@@ -21,6 +21,7 @@ from relay.admin import task_status
 from relay.metrics import CALLBACKS, INGEST_SECONDS, scrape
 from relay.polling.watchlist import SubmitError, submit
 from relay.store import activity
+from relay.store.outage import OUTAGE, is_outage
 from relay.suno import NORMALISERS, PayloadError, parse_json
 
 log = logging.getLogger("relay.web")
@@ -107,8 +108,15 @@ def suno_callback(kind: str) -> Response:
         fresh = relay.ingest(event)
     except redis.RedisError as exc:
         CALLBACKS.labels("unavailable").inc()
-        log.error("redis unavailable", extra={"task_id": event.task_id, "reason": type(exc).__name__})
+        if is_outage(exc):
+            # One line per process when Redis (or its primary) goes and one when it is back, as
+            # the worker logs; each refused callback is an access-log line, not an error.
+            OUTAGE.down(exc)
+            log.info("unavailable", extra={"task_id": event.task_id, "reason": type(exc).__name__})
+        else:
+            log.error("redis unavailable", extra={"task_id": event.task_id, "reason": type(exc).__name__})
         return unavailable()
+    OUTAGE.up()
     status = "received" if fresh else "duplicate"
     elapsed = time.perf_counter() - started
     CALLBACKS.labels(status).inc()

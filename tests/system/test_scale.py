@@ -12,16 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from relay.dev import RedisServer, free_port
+from relay.dev import RedisServer
 from tests.conftest import TOKEN
-from tests.support import Procfile, Receiver
+from tests.support import Procfile, Receiver, post_lyrics
 
 CALLBACKS = 1000
-
-
-def payload(task_id: str) -> dict:
-    item = {"status": "complete", "title": f"Song {task_id}", "text": "la", "error_message": ""}
-    return {"code": 200, "msg": "ok", "data": {"callbackType": "complete", "task_id": task_id, "data": [item]}}
 
 
 def test_two_web_and_four_worker_processes_deliver_each_callback_once_per_target(tmp_path) -> None:
@@ -36,21 +31,14 @@ def test_two_web_and_four_worker_processes_deliver_each_callback_once_per_target
         "RELAY_WORKER_THREADS": "8",
     }
     procfile = Procfile(env, tmp_path)
-    other_port = free_port()
     try:
-        procfile.start("web")
-        procfile.start("web", port=other_port)
-        for _ in range(4):
-            procfile.start("worker")
-        bases = [procfile.base_url, f"http://127.0.0.1:{other_port}"]
+        bases = procfile.start_many(web=2, worker=4)
         session = threading.local()
 
         def post(base: str, task_id: str) -> str:
             if not hasattr(session, "http"):
                 session.http = requests.Session()
-            answer = session.http.post(
-                f"{base}/callbacks/suno/lyrics", params={"token": TOKEN}, json=payload(task_id), timeout=30
-            )
+            answer = post_lyrics(base, task_id, session.http)
             assert answer.status_code == 200, answer.text
             return answer.json()["status"]
 
