@@ -7,12 +7,12 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import redis
 from flask import Flask, Response, request
 
 from relay.config import Settings
+from relay.store.connection import redis_location
 
 PREFIX = "/rq"
 # rq-dashboard's routes that change state (empty a queue or registry, delete or requeue jobs,
@@ -33,16 +33,6 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-def dashboard_redis_url(settings: Settings) -> str:
-    """REDIS_URL as rq-dashboard must see it: it opens connections from the URL alone, so
-    REDIS_TLS_VERIFY=false travels as URL options."""
-    if not settings.redis_url.startswith("rediss://") or settings.redis_tls_verify:
-        return settings.redis_url
-    parts = urlsplit(settings.redis_url)
-    options = urlencode({"ssl_cert_reqs": "none", "ssl_check_hostname": "false"})
-    return urlunsplit(parts._replace(query=f"{parts.query}&{options}" if parts.query else options))
 
 
 def authenticated_user(settings: Settings) -> str | None:
@@ -91,9 +81,14 @@ def mount_dashboard(app: Flask, settings: Settings, connection: redis.Redis) -> 
             response.headers.update(HEADERS)
         return response
 
-    app.config["RQ_DASHBOARD_REDIS_URL"] = (dashboard_redis_url(settings),)
-    app.config["RQ_DASHBOARD_REDIS_SENTINEL_PASSWORD"] = settings.sentinel_password or None
+    # rq-dashboard would open a connection from the URL on every request (Redis-Sentinel-Url:
+    # no rediss+sentinel://, no REDIS_TLS_VERIFY, no RELAY_SENTINEL_PASSWORD): it gets the
+    # process's own connection instead, built as every process builds it. The "URL" it shows as
+    # the instance's name is where Redis is, never a password.
+    app.config["RQ_DASHBOARD_REDIS_URL"] = (redis_location(settings.redis_url),)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)
-    rq_dashboard.web.setup_rq_connection(app)
-    app.redis_conn = connection  # type: ignore[attr-defined]  # ours: TLS settings included
+    theirs = app.before_request_funcs.get(rq_dashboard.blueprint.name, [])
+    if rq_dashboard.web.push_rq_connection in theirs:
+        theirs.remove(rq_dashboard.web.push_rq_connection)
+    app.redis_conn = connection  # type: ignore[attr-defined]  # where rq-dashboard's views look
     return True

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import TOKEN
+from tests.conftest import SUNO_KEY, TOKEN
 from tests.sentinels import SERVICE, Sentinels
 from tests.support import Procfile, Receiver, log_entries, post_lyrics
 from tests.support import run_cli as cli
@@ -24,9 +24,13 @@ def sentinels(tmp_path):
     made.close()
 
 
-def test_every_process_follows_the_primary_through_a_failover(sentinels, tmp_path) -> None:
+def test_every_process_follows_the_primary_through_a_failover(sentinels, tmp_path, suno) -> None:
     hook = Receiver()
     env = {
+        "SUNO_API_BASE": suno.url,
+        "SUNO_API_KEY": SUNO_KEY,
+        "RELAY_POLL_INTERVAL": "1s",
+        "RELAY_POLL_GRACE": "0",
         "REDIS_URL": sentinels.url,
         "RELAY_CALLBACK_TOKEN": TOKEN,
         "RELAY_WEBHOOK_URL": hook.url + "#rate=1000/1s",
@@ -67,6 +71,18 @@ def test_every_process_follows_the_primary_through_a_failover(sentinels, tmp_pat
         assert [body.json()["task_id"] for body in hook.received] == ["before", "after"]
         status = cli(env, "status", "after")
         assert status.returncode == 0 and "webhook" in status.stdout and "delivered at" in status.stdout
+        # Every CLI command that uses Redis, on the new primary through the sentinels.
+        suno.add_task("watched", "SUCCESS")
+        for args in (("check",), ("dead",), ("pause", "webhook"), ("resume", "webhook"),
+                     ("replay", "before", "--force"), ("submit", "a song"), ("watch", "watched"),
+                     ("example", "--url", procfile.base_url)):  # fmt: skip
+            said = cli({**env, "RELAY_MODE": "poll"}, *args)  # submit: no public URL here
+            assert said.returncode == 0, (args, said.stdout, said.stderr)
+        [submitted] = [task for task in suno.tasks if task != "watched"]
+        hook.wait_for(6, timeout=60)  # replayed, submitted, watched (both polled by the worker), the example
+        delivered = [body.json()["task_id"] for body in hook.received]
+        assert delivered[:2] == ["before", "after"] and delivered.count("before") == 2, delivered
+        assert {submitted, "watched"} <= set(delivered) and any(task.startswith("example-") for task in delivered)
         dashboard = requests.get(
             f"{procfile.base_url}/rq/0/data/queues.json", auth=("ops", "a-long-dashboard-password"), timeout=10
         )

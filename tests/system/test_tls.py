@@ -96,3 +96,41 @@ def test_worker_with_a_failing_tls_check_says_why_once_and_waits(tls_redis, tmp_
         assert "Traceback" not in processes.logs()
     finally:
         processes.stop()
+
+
+def test_rediss_sentinel_reaches_a_tls_primary_for_web_cli_and_dashboard(tls_redis, tmp_path) -> None:
+    """rediss+sentinel://: the sentinel answers in plain text where the primary is, the nodes
+    speak TLS, verified as REDIS_TLS_VERIFY says (the sentinel itself reaches them over TLS)."""
+    import base64
+    import subprocess
+
+    from relay.dev import free_port, redis_server_binary, wait_for_port
+
+    cert, key, ca_file = tls_redis.tls
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ntls-replication yes\ntls-cert-file {cert}\ntls-key-file {key}\n"
+        f"tls-ca-cert-file {ca_file}\nsentinel monitor tlsmaster 127.0.0.1 {tls_redis.port} 1\n"
+    )
+    sentinel = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_for_port(port)
+        url = f"rediss+sentinel://127.0.0.1:{port}/tlsmaster/0"
+        env = {"REDIS_URL": url, "REDIS_TLS_VERIFY": "false", "RELAY_CALLBACK_TOKEN": TOKEN,
+               "RELAY_DASHBOARD_USER": "ops", "RELAY_DASHBOARD_PASSWORD": "dash-secret"}  # fmt: skip
+        check = cli(env, "check")
+        assert check.returncode == 0 and "tlsmaster db 0 via sentinels" in check.stdout and "(TLS)" in check.stdout
+        client = create_app(Settings.from_env(env)).test_client()
+        auth = {"Authorization": "Basic " + base64.b64encode(b"ops:dash-secret").decode()}
+        response = client.get("/rq/0/data/queues.json", headers=auth)
+        assert response.status_code == 200 and "queues" in response.get_json()
+        assert client.get("/readyz").status_code in (200, 503)  # answered (no worker runs here)
+        strict = cli({**env, "REDIS_TLS_VERIFY": "true"}, "check")
+        assert strict.returncode == 1 and "redis: FAILED" in strict.stdout and "REDIS_TLS_VERIFY" in strict.stdout
+        plain = cli({**env, "REDIS_URL": f"redis+sentinel://127.0.0.1:{port}/tlsmaster/0"}, "check")
+        assert plain.returncode == 1 and "redis: FAILED" in plain.stdout
+    finally:
+        sentinel.kill()
+        sentinel.wait()

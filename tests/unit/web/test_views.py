@@ -284,7 +284,11 @@ def test_dashboard_behind_basic_auth(make_settings, redis_conn, sample) -> None:
     wrong = base64.b64encode(b"ops:nope").decode()
     assert client.get("/rq/0/data/queues.json", headers={"Authorization": f"Basic {wrong}"}).status_code == 401
     right = {"Authorization": "Basic " + base64.b64encode(b"ops:dash-secret").decode()}
-    assert client.get("/rq/", headers=right).status_code == 200
+    page = client.get("/rq/", headers=right)
+    assert page.status_code == 200
+    from relay.store.connection import redis_location
+
+    assert redis_location(settings.redis_url) in page.text  # the instance's name: where, never a password
     queues = client.get("/rq/0/data/queues.json", headers=right).get_json()["queues"]
     assert [(queue["name"], queue["count"]) for queue in queues] == [("relay", 1)]
     assert client.post(PATH, json=sample, query_string={"token": TOKEN}).status_code == 200  # the rest is untouched
