@@ -34,6 +34,7 @@ TOKEN = "bench-token-0123456789abcdef"
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 DURATION = os.environ.get("BENCH_DURATION", "5s")
 BURST = int(os.environ.get("BENCH_BURST", "2000"))
+SCALE_WORKERS = (1, 2, 4)  # figure 8: worker processes
 RESULTS = ROOT / "bench" / "results"
 UNLIMITED = "#rate=100000/1s"
 
@@ -289,6 +290,15 @@ def main() -> int:
                      f"{min(costs['with']) / min(costs['without']):.2f}",
                      spread([w / o for w, o in zip(costs["with"], costs["without"], strict=True)]),
                      "no measurable cost"))  # fmt: skip
+
+        # 8: more worker processes on one Redis (the same machine: 2 cores here).
+        by_workers = drain_by_workers(processes, receiver, connection)
+        for count in SCALE_WORKERS:
+            ratios = [n / one for n, one in zip(by_workers[count], by_workers[1], strict=True)]
+            at = ratios.index(max(ratios))
+            rows.append((f"8 burst drain with {count} worker process(es) (callbacks/s)", f"{by_workers[count][at]:.1f}",
+                         f"{by_workers[1][at]:.1f} (1 worker, same round)", f"{max(ratios):.2f}", spread(ratios),
+                         "—"))  # fmt: skip
     finally:
         processes.stop()
         server.stop()
@@ -314,13 +324,7 @@ def delivery_round(processes: Processes, receiver: Receiver, connection: redis.R
     figures["idle_p50"], figures["idle_p99"] = percentile(idle, 50), percentile(idle, 99)
 
     before_calls = relay_round_trips(connection)
-    begin = time.time()
-    send_burst(port, f"{prefix}burst-", BURST)
-    while min(receiver.count(path, f"{prefix}burst-") for path in ("/slack", "/discord", "/webhook")) < BURST:
-        if time.time() - begin > 300:
-            break
-        time.sleep(0.1)
-    figures["drain"] = BURST / (time.time() - begin)
+    figures["drain"] = drain(receiver, port, f"{prefix}burst-")
     # The relay's Lua steps per message, less the door's one per callback.
     figures["trips"] = (relay_round_trips(connection) - before_calls - BURST) / (BURST * 3)
     figures["web_rss"] = max(peak_rss_mb(pid) for pid in children(web.pid))
@@ -351,6 +355,34 @@ def delivery_round(processes: Processes, receiver: Receiver, connection: redis.R
     figures["slow8_p90"] = percentile(beside, 90)
     processes.stop([*workers, web])
     return figures
+
+
+def drain(receiver: Receiver, port: int, prefix: str) -> float:
+    """A burst of BURST callbacks: callbacks fully delivered (to all three targets) a second."""
+    begin = time.time()
+    send_burst(port, prefix, BURST)
+    while min(receiver.count(path, prefix) for path in ("/slack", "/discord", "/webhook")) < BURST:
+        if time.time() - begin > 300:
+            break
+        time.sleep(0.1)
+    return BURST / (time.time() - begin)
+
+
+def drain_by_workers(processes: Processes, receiver: Receiver, connection: redis.Redis) -> dict[int, list[float]]:
+    """Figure 8: the burst drain with 1, 2 and 4 worker processes, interleaved rounds."""
+    drains: dict[int, list[float]] = {count: [] for count in SCALE_WORKERS}
+    processes.env["RELAY_WEBHOOK_URL"] = receiver.base + "/webhook" + UNLIMITED
+    for round_ in range(ROUNDS):
+        for count in SCALE_WORKERS:
+            print(f"8: burst drain with {count} worker process(es), round {round_ + 1} of {ROUNDS}…", flush=True)
+            connection.flushdb()
+            receiver.reset()
+            web, port = processes.web()
+            workers = processes.workers(count)
+            time.sleep(1.5)
+            drains[count].append(drain(receiver, port, f"scale-{count}-{round_}-"))
+            processes.stop([*workers, web])
+    return drains
 
 
 def records_cost(env: dict[str, str], count: int = 3000) -> dict[str, list[float]]:
@@ -423,7 +455,7 @@ def render(rows: list[tuple[str, ...]], errors: int, elapsed: float) -> str:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {os.cpu_count()} CPUs · "
         f"Python {platform.python_version()} · {versions} · {wrk_version.strip()}",
         f"figures 1-2: one gunicorn worker each, wrk -t2 -c16 -d{DURATION} · figures 3-6: the default gunicorn "
-        f"config, {WORKERS} RQ workers · {ROUNDS} interleaved rounds: each row shows the round with the best "
+        f"config, {WORKERS} worker processes · figure 8: 1, 2, 4 worker processes · {ROUNDS} interleaved rounds: each row shows the round with the best "
         "ratio (or figure), the spread is over all rounds",
         "",
         "| figure | relay | baseline | ratio | spread | goal |",
