@@ -455,8 +455,8 @@ def render(rows: list[tuple[str, ...]], errors: int, elapsed: float) -> str:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {os.cpu_count()} CPUs · "
         f"Python {platform.python_version()} · {versions} · {wrk_version.strip()}",
         f"figures 1-2: one gunicorn worker each, wrk -t2 -c16 -d{DURATION} · figures 3-6: the default gunicorn "
-        f"config, {WORKERS} worker processes · figure 8: 1, 2, 4 worker processes · {ROUNDS} interleaved rounds: each row shows the round with the best "
-        "ratio (or figure), the spread is over all rounds",
+        f"config, {WORKERS} worker processes · figure 8: 1, 2, 4 worker processes · {ROUNDS} interleaved "
+        "rounds: each row shows the round with the best ratio (or figure), the spread is over all rounds",
         "",
         "| figure | relay | baseline | ratio | spread | goal |",
         "|---|---|---|---|---|---|",
