@@ -380,7 +380,7 @@ def drain_by_workers(processes: Processes, receiver: Receiver, connection: redis
             web, port = processes.web()
             workers = processes.workers(count)
             time.sleep(1.5)
-            drains[count].append(drain(receiver, port, f"scale-{count}-{round_}-"))
+            drains[count].append(drain(receiver, port, f"bench-scale{count}-r{round_}-"))
             processes.stop([*workers, web])
     return drains
 

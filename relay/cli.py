@@ -29,7 +29,7 @@ from relay import __version__
 from relay.config import ConfigError, Settings, startup_warnings
 from relay.dev import RunLock, data_dir
 from relay.logs import configure_logging, warn_at_start
-from relay.store.connection import connect, redis_location, unreachable
+from relay.store.connection import connect, redis_location, unreachable, wait_for_replicas
 
 CONFIG_ERROR = 2
 
@@ -386,6 +386,18 @@ def check(send_test: bool) -> None:
         click.echo(f"redis: ok, {redis_used(settings)} ({alive})")
         if not workers:
             click.echo("  warning: no worker is running: callbacks would be acknowledged but not delivered")
+        if settings.ack_replicas:
+            # WAIT with nothing written answers how many replicas are connected and caught up.
+            with connection.pipeline(transaction=False) as pipe:
+                wait_for_replicas(pipe, settings)
+                [confirming] = pipe.execute()
+            click.echo(f"  replicas: {confirming} confirm writes (RELAY_ACK_REPLICAS={settings.ack_replicas})")
+            if confirming < settings.ack_replicas:
+                click.echo(
+                    f"  FAILED: RELAY_ACK_REPLICAS={settings.ack_replicas} but {confirming} replica(s) confirm writes: "
+                    "the door would answer 503 to every callback (set it to what the Redis has, or 0)"
+                )
+                failed = True
         from relay.delivery.breaker import Breakers
 
         for name, breaker in Breakers(settings, connection).status(list(settings.target_names)).items():

@@ -45,6 +45,7 @@ def test_every_process_follows_the_primary_through_a_failover(sentinels, tmp_pat
         checked = cli(env, "check")
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert f"{SERVICE} db 0 via sentinels 127.0.0.1:" in checked.stdout
+        assert "replicas: 1 confirm writes (RELAY_ACK_REPLICAS=1)" in checked.stdout
         procfile.start("web")
         procfile.start("worker")
         assert post_lyrics(procfile.base_url, "before").status_code == 200

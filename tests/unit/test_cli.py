@@ -133,6 +133,15 @@ def test_check_reports_bad_configuration_and_unreachable_redis(relay_env) -> Non
     assert down.returncode == 1 and "redis: FAILED" in down.stdout
 
 
+def test_check_fails_when_fewer_replicas_confirm_than_the_door_waits_for(relay_env) -> None:
+    """RELAY_ACK_REPLICAS=1 on a Redis without a replica: every callback would be a 503."""
+    _, env, _, _ = relay_env
+    said = cli({**env, "RELAY_ACK_REPLICAS": "1", "RELAY_ACK_TIMEOUT": "50ms"}, "check")
+    assert said.returncode == 1, said.stdout
+    assert "replicas: 0 confirm writes (RELAY_ACK_REPLICAS=1)" in said.stdout
+    assert "FAILED: RELAY_ACK_REPLICAS=1 but 0 replica(s) confirm writes" in said.stdout
+
+
 def test_overdue_retry_says_so() -> None:
     from relay.admin import describe
     from relay.store.state import RETRYING, DeliveryState
