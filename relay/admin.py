@@ -10,10 +10,11 @@ from typing import Any
 
 import rq
 
+from relay.delivery.live import RANK, LiveMessage
 from relay.delivery.queue import enqueue_delivery
 from relay.polling.watchlist import WATCHLIST, watch_key
 from relay.store import activity
-from relay.store.keys import text
+from relay.store.keys import live_key, text
 from relay.store.state import (
     DEAD,
     DELIVERED,
@@ -59,6 +60,7 @@ def _overdue(rfc3339: str | None, now: float | None = None) -> float:
 def task_status(store: Store, task_id: str) -> dict[str, Any] | None:
     """Every event of the task with every target's state, or None for an unknown task."""
     events = []
+    live: dict[str, LiveMessage] = {}  # stages=live targets: the task's one message on each
     for event_id in store.event_ids(task_id):
         event = store.load_event(event_id)
         if event is None:
@@ -66,6 +68,12 @@ def task_status(store: Store, task_id: str) -> dict[str, Any] | None:
         targets = {
             name: {**asdict(state), "summary": describe(state)} for name, state in store.deliveries(event_id).items()
         }
+        if event.type in RANK:
+            for name, shown in targets.items():
+                if name not in live:
+                    live[name] = LiveMessage.from_redis(store.redis.hgetall(live_key(task_id, name)))
+                if live[name].message_id:
+                    shown.update(message_id=live[name].message_id, edits=live[name].edits)
         events.append(
             {
                 "event_id": event.id,

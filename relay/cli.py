@@ -374,7 +374,8 @@ def check(send_test: bool) -> None:
     for spec in settings.targets:
         where = KINDS[spec.kind].where(spec)  # the host only (Apprise: its scheme): the rest is a secret
         only = "|".join(spec.only) if spec.only else "default events"
-        click.echo(f"  target {spec.name:<14} {spec.kind:<8} {where}  ({only}, {spec.rate[0]}/{spec.rate[1]:g}s)")
+        live = ", stages=live" if spec.live else ""
+        click.echo(f"  target {spec.name:<14} {spec.kind:<8} {where}  ({only}, {spec.rate[0]}/{spec.rate[1]:g}s{live})")
     if not settings.callback_token:
         click.echo("  warning: RELAY_CALLBACK_TOKEN is not set (the web process needs it)")
     try:

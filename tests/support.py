@@ -26,6 +26,14 @@ from relay.dev import ROOT, free_port, procfile, wait_for_port
 EXAMPLES = ROOT / "examples"
 
 
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A real HTTP server on a free port of 127.0.0.1, serving ``handler`` in a thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
 def lyrics_callback(task_id: str) -> dict:
     """The smallest finished-lyrics callback, for load and failover runs."""
     item = {"status": "complete", "title": f"Song {task_id}", "text": "la", "error_message": ""}
@@ -308,9 +316,7 @@ class FakeSuno:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.server = serve(Handler)
 
     @property
     def url(self) -> str:

@@ -36,13 +36,14 @@ import rq
 
 from relay.config import Settings
 from relay.delivery.breaker import CLOSED, MAY_SEND, Breakers, hold_writes, unhold_writes
+from relay.delivery.live import LiveMessage, is_live
 from relay.delivery.pacing import BOOK, NO_LIMIT_MS, interval_ms, rate_key
 from relay.delivery.queue import enqueue_delivery
 from relay.metrics import record_delivery
 from relay.store import activity
 from relay.store.activity import iso
 from relay.store.connection import wait_for_replicas
-from relay.store.keys import BREAKER_DUE, HELD_SINCE, breaker_key, held_key
+from relay.store.keys import BREAKER_DUE, HELD_SINCE, breaker_key, held_key, live_key, live_lock_key
 from relay.store.outage import OUTAGE
 from relay.store.scripts import REPLAY, pack, record
 from relay.store.state import (
@@ -215,6 +216,7 @@ class Delivery:
             self.context["task_id"] = event.task_id
         self.state = DeliveryState()
         self.wait = 0.0
+        self.finish_also: list[Callable[[Any], None]] = []  # more writes for whichever step settles it
 
     # The state machine's steps ------------------------------------------------------------
 
@@ -242,12 +244,47 @@ class Delivery:
                 raise
         started = time.monotonic()
         try:
+            if is_live(self.target.spec.live, self.event):
+                return self._show_live(messages)
             outcome, self.state.parts_sent = self.target.send_in_order(
                 messages, self.event, self.state.parts_sent, self._before_each
             )
         except _HandBack as stop:
             return self._hand_back(stop.delay, stop.reason)
         self.context["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        return self._settle(outcome)
+
+    def _show_live(self, messages: list[dict[str, Any]]) -> str:
+        """``stages=live`` (:mod:`relay.delivery.live`): this stage as the task's one message,
+        then any further messages of the stage as usual."""
+        assert self.event is not None
+        event, name, connection = self.event, self.target.name, self.ctx.redis
+        lock, key = live_lock_key(event.task_id, name), live_key(event.task_id, name)
+        ttl_ms = int(lock_seconds(self.ctx.settings) * 1000)
+        if not OUTAGE.call(lambda: connection.set(lock, self.token, nx=True, px=ttl_ms)):
+            raise _HandBack(1.0, "another stage of this task is on its way to this target")
+        self.finish_also.append(lambda pipe: pipe.delete(lock))  # released with the delivery's own
+        shown = LiveMessage.from_redis(OUTAGE.call(lambda: connection.hgetall(key)))
+        if shown.superseded_by_shown(event):
+            self.context["note"] = "superseded: the message shows a later stage"
+            return self._settle(Outcome(ok=True, reason="superseded"))
+        if self.state.parts_sent == 0 or shown.event_id != event.id:
+            self._before_each(0)  # its rate-limit slot
+            outcome, message_id, edited = self.target.send_live(messages[0], event, shown.message_id)
+            if not outcome.ok:
+                return self._settle(outcome)
+            shown = shown.shown(event, message_id, edited)
+            ttl = self.ctx.settings.dedup_ttl
+
+            def record(pipe: Any) -> None:
+                pipe.hset(key, mapping=shown.mapping())
+                pipe.expire(key, ttl)
+                pipe.execute()
+
+            OUTAGE.call(lambda: record(connection.pipeline(transaction=False)), _give_up())
+        outcome, self.state.parts_sent = self.target.send_in_order(
+            messages, event, max(self.state.parts_sent, 1), self._before_each
+        )
         return self._settle(outcome)
 
     def _before_each(self, sent: int) -> None:
@@ -317,7 +354,13 @@ class Delivery:
     def _finish(self, write: Any) -> bool:
         """Apply ``write(pipeline)``'s commands and release the lock, unless another worker holds
         it now; retried through an outage. Returns False when the lock was lost."""
-        commands = record(self.ctx.redis, write)
+
+        def every_write(pipe: Any) -> None:
+            write(pipe)
+            for more in self.finish_also:
+                more(pipe)
+
+        commands = record(self.ctx.redis, every_write)
         args = [self.token, *pack(commands)]
         applied = OUTAGE.call(lambda: self._replicated("finish", _FINISH, self.keys[:1], args), _give_up())
         if not applied:

@@ -207,16 +207,17 @@ def post(
     headers: dict[str, str],
     deadline: float,
     connect_timeout: float = 5.0,
+    method: str = "POST",
 ) -> Answer:
-    """POST ``body``; the whole exchange ends within ``deadline`` seconds or raises
-    :class:`DeadlinePassed`. Other failures raise :class:`PostFailed`."""
+    """POST ``body`` (or PATCH it: an edit); the whole exchange ends within ``deadline`` seconds
+    or raises :class:`DeadlinePassed`. Other failures raise :class:`PostFailed`."""
     holder = _Holder()
     _current.holder = holder
     started = time.monotonic()
     _watch(holder, deadline)
     try:
         response = client.manager(url).urlopen(
-            "POST",
+            method,
             url,
             body=body,
             headers=headers,

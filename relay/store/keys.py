@@ -68,6 +68,19 @@ def held_key(target: str) -> str:
     return f"relay:held:{target}"
 
 
+# A song that follows its task on a `stages=live` target (relay.delivery.live), kept RELAY_DEDUP_TTL.
+
+
+def live_key(task_id: str, target: str) -> str:
+    """Hash: the task's one message on the target: its id, the stage it shows, edits, the event."""
+    return f"relay:live:{task_id}/{target}"
+
+
+def live_lock_key(task_id: str, target: str) -> str:
+    """Held while one stage of the task is shown on the target, so that two never post twice."""
+    return f"relay:live-lock:{task_id}/{target}"
+
+
 # The operator's page and `status` (relay.store.activity).
 RECENT = "relay:recent"  # sorted set, task id → when its latest event arrived
 

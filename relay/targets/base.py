@@ -70,6 +70,7 @@ class Outcome:
     permanent: bool = False  # trying again will not help: the target is gone, or refuses the payload
     retry_after: float | None = None  # seconds the target asked us to wait
     gone: bool = False  # the target says it is not there (404, a revoked token): its breaker opens
+    missing: bool = False  # stages=live: the message to edit was deleted (post a new one)
 
     @property
     def invalid(self) -> bool:
@@ -98,6 +99,7 @@ class Target:
     expected_hosts: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[frozenset[str]] = frozenset()
     every_event: ClassVar[bool] = False
+    live_capable: ClassVar[bool] = False  # can edit a message it sent: `stages=live` (send_live)
 
     @classmethod
     def variables(cls) -> tuple[Variable, ...]:
@@ -115,7 +117,11 @@ class Target:
             options = parse_options(parts.fragment, where, COMMON_OPTIONS | cls.options)
             url = urlunsplit(parts._replace(fragment=""))
             extra = cls.extra_of(env, options, where)
-            found.append(build_spec(cls.kind, position, where, options, url, extra, cls.default_rate, cls.every_event))
+            found.append(
+                build_spec(
+                    cls.kind, position, where, options, url, extra, cls.default_rate, cls.every_event, cls.live_capable
+                )
+            )
         return found
 
     @classmethod
@@ -222,17 +228,44 @@ class Target:
         return outcome, sent
 
     def send(self, message: dict[str, Any], event: Event) -> Outcome:
+        return self.exchange(self.url_for(message), message, event)[0]
+
+    def exchange(
+        self, url: str, message: dict[str, Any], event: Event, method: str = "POST"
+    ) -> tuple[Outcome, Answer | None]:
+        """Send ``message`` to ``url``: the outcome, and the answer when there was one."""
         body, headers = self.encode(message, event)
         try:
-            answer = http.post(self.client, self.url_for(message), body, headers, deadline=self.timeout)
+            answer = http.post(self.client, url, body, headers, deadline=self.timeout, method=method)
         except http.DeadlinePassed:
-            return Outcome(ok=False, reason=f"timeout (no complete answer within {self.timeout:g}s)")
+            return Outcome(ok=False, reason=f"timeout (no complete answer within {self.timeout:g}s)"), None
         except http.PostFailed as exc:
             # Its kind only: the underlying error's text would include the URL, a secret.
-            return Outcome(ok=False, reason=f"{'timeout' if exc.timeout else 'connection error'} ({exc.kind})")
+            return Outcome(ok=False, reason=f"{'timeout' if exc.timeout else 'connection error'} ({exc.kind})"), None
         outcome = self.classify(answer)
         # The answer is the target's text: it may echo the URL (a 404 body with the path, say).
-        return dataclasses.replace(outcome, reason=scrub(outcome.reason, self.secrets))
+        return dataclasses.replace(outcome, reason=scrub(outcome.reason, self.secrets)), answer
+
+    def send_live(self, message: dict[str, Any], event: Event, message_id: str) -> tuple[Outcome, str, bool]:
+        """``stages=live`` (:mod:`relay.delivery.live`): edit message ``message_id`` to show
+        ``message``, or post it when there is none yet or it was deleted. The outcome, the id of
+        the message that shows it, and whether that was an edit."""
+        if message_id:
+            outcome = self.edit(message_id, message, event)
+            if not outcome.missing:
+                return outcome, message_id, True
+        outcome, new_id = self.post_live(message, event)
+        if outcome.ok and not new_id:
+            return Outcome(ok=False, reason="the service did not say which message it posted"), "", False
+        return outcome, new_id, False
+
+    def post_live(self, message: dict[str, Any], event: Event) -> tuple[Outcome, str]:
+        """Post a live message: the outcome and the new message's id (kinds that can edit)."""
+        raise NotImplementedError(f"{self.kind} cannot edit its messages")
+
+    def edit(self, message_id: str, message: dict[str, Any], event: Event) -> Outcome:
+        """Replace the content of message ``message_id``; ``missing`` when it was deleted."""
+        raise NotImplementedError(f"{self.kind} cannot edit its messages")
 
     def classify(self, response: Answer) -> Outcome:
         """Read the target's answer. Subclasses add what their service says in the body."""

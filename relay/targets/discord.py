@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from relay.delivery.http import Answer
 from relay.suno import Event, Lyric
 from relay.targets.base import (
     MAX_RETRY_AFTER,
     Card,
+    Outcome,
     Target,
     chunk_text,
     failure_text,
@@ -44,6 +46,14 @@ _MARKDOWN = re.compile(r"([\\*_~|`])")
 _LINE_MARKDOWN = re.compile(r"^([ \t]*)([#>-])", re.MULTILINE)
 
 
+def _json(answer: Answer | None) -> dict[str, Any]:
+    try:
+        body = answer.json() if answer is not None else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def escape(text: str) -> str:
     """Provider text as written: Discord's markdown characters backslash-escaped."""
     return _LINE_MARKDOWN.sub(r"\1\\\2", _MARKDOWN.sub(r"\\\1", text))
@@ -57,12 +67,31 @@ def _size(embed: dict[str, Any]) -> int:
     return sum(len(embed.get(key, "")) for key in ("title", "description"))
 
 
+UNKNOWN_MESSAGE = 10008  # Discord's JSON error code: the message was deleted (10015: the webhook)
+
+
 class DiscordTarget(Target):
     kind = "discord"
     variable = "DISCORD_WEBHOOK_URL"
     default_rate = (5, 2.0)  # Discord: 5 requests per 2 s per webhook
     expected_hosts = ("discord.com", "discordapp.com")
     max_cards = 10  # 10 embeds a message
+    live_capable = True  # ?wait=true answers the message; PATCH …/messages/{id} edits it
+
+    def post_live(self, message: dict[str, Any], event: Event) -> tuple[Outcome, str]:
+        parts = urlsplit(self.spec.url)
+        query = "&".join(filter(None, [parts.query, "wait=true"]))
+        outcome, answer = self.exchange(urlunsplit(parts._replace(query=query)), message, event)
+        found = str(_json(answer).get("id", "")) if outcome.ok else ""
+        return outcome, found if found.isdigit() else ""
+
+    def edit(self, message_id: str, message: dict[str, Any], event: Event) -> Outcome:
+        parts = urlsplit(self.spec.url)
+        url = urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/messages/{message_id}"))
+        outcome, answer = self.exchange(url, message, event, method="PATCH")
+        if answer is not None and answer.status_code == 404 and _json(answer).get("code") == UNKNOWN_MESSAGE:
+            return Outcome(ok=False, reason="the message was deleted", status=404, missing=True)
+        return outcome
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         footer = {"text": truncate(f"Suno task {event.task_id} · {event.callback_type}", 200, escape)}

@@ -23,7 +23,9 @@ EVENT_TYPES = {"lyrics.completed", "lyrics.failed", "music.text", "music.first"}
 ALERT_WORDS = frozenset({"alerts", "relay", *ALERT_TYPES})
 FILTER_WORDS = {"all", "completed", "failed", *KINDS, *EVENT_TYPES, *ALERT_WORDS}
 FORMATS = ("full", "brief", "title")
-COMMON_OPTIONS = frozenset({"name", "only", "rate", "format"})
+COMMON_OPTIONS = frozenset({"name", "only", "rate", "format", "stages"})
+# `stages=live`: a music task's stages as one message, edited in place (relay.delivery.live).
+LIVE_TYPES = ("music.text", "music.first", "music.completed", "music.failed")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -55,10 +57,14 @@ class TargetSpec:
     format: str = "full"  # full | brief | title
     extra: dict[str, str] = field(default_factory=dict, repr=False)  # kind-specific (a chat id, a token)
     every_event: bool = False  # the kind's default: every event, progress stages included (webhooks)
+    live: bool = False  # stages=live: a music task's stages edit one message
 
     def wants(self, event_type: str) -> bool:
         """By default chat targets get what a person reads (not music's progress stages) and
-        generic webhooks get every event; ``only`` narrows (or, with ``all``, widens) that."""
+        generic webhooks get every event; ``only`` narrows (or, with ``all``, widens) that. A
+        live target that gets a song's end gets its stages too (they become that one message)."""
+        if self.live and event_type in LIVE_TYPES[:2] and self.wants("music.completed"):
+            return True
         if event_type in ALERT_TYPES:
             return self.only is not None and any(pattern in ("alerts", "relay", event_type) for pattern in self.only)
         if self.only is None:
@@ -120,11 +126,19 @@ def build_spec(
     extra: dict[str, str],
     default_rate: tuple[int, float],
     every_event: bool = False,
+    live_capable: bool = False,
 ) -> TargetSpec:
-    """A target from its common options (``name``, ``only``, ``rate``, ``format``)."""
+    """A target from its common options (``name``, ``only``, ``rate``, ``format``, ``stages``)."""
     name = options.get("name") or (kind if position == 1 else f"{kind}-{position}")
     if not NAME.match(name):
         raise ConfigError(f"{where}: name must be lowercase letters, digits, '-' or '_' (at most 40)")
+    if "stages" in options and options["stages"] != "live":
+        raise ConfigError(f"{where} (target {name}): stages takes one value, live")
+    if "stages" in options and not live_capable:
+        raise ConfigError(
+            f"{where} (target {name}): stages=live needs a service whose messages the relay can edit: "
+            "Discord, Telegram or a Slack bot (SLACK_BOT_TOKEN and SLACK_CHANNEL), not this one"
+        )
     only = None
     if "only" in options:
         only = tuple(part.strip() for part in re.split(r"[|, ]+", options["only"]) if part.strip())
@@ -139,5 +153,6 @@ def build_spec(
         raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}")
     rate = parse_rate(options["rate"], where) if "rate" in options else default_rate
     return TargetSpec(
-        kind=kind, name=name, url=url, only=only, rate=rate, format=fmt, extra=extra, every_event=every_event
-    )
+        kind=kind, name=name, url=url, only=only, rate=rate, format=fmt, extra=extra, every_event=every_event,
+        live="stages" in options,
+    )  # fmt: skip

@@ -55,6 +55,25 @@ class TelegramTarget(Target):
     )
     default_rate = (20, 60.0)  # about 1/s per chat, 20 a minute per group
     options = frozenset({"topic"})
+    live_capable = True  # sendMessage answers its message_id; editMessageText edits it
+
+    def post_live(self, message: dict[str, Any], event: Event) -> tuple[Outcome, str]:
+        outcome, answer = self.exchange(self.spec.url, message, event)
+        result = _json(answer).get("result") if answer is not None else None
+        found = result.get("message_id") if isinstance(result, dict) and outcome.ok else None
+        return outcome, str(found) if isinstance(found, int) and not isinstance(found, bool) else ""
+
+    def edit(self, message_id: str, message: dict[str, Any], event: Event) -> Outcome:
+        body = {key: value for key, value in message.items() if key != "message_thread_id"}
+        body["message_id"] = int(message_id)
+        url = self.spec.url.rsplit("/", 1)[0] + "/editMessageText"
+        outcome, answer = self.exchange(url, body, event)
+        said = str(_json(answer).get("description", "")).lower() if answer is not None else ""
+        if "message is not modified" in said:  # the same content again (a stage re-run): done
+            return Outcome.delivered(200)
+        if "message to edit not found" in said:
+            return Outcome(ok=False, reason="the message was deleted", status=400, missing=True)
+        return outcome
 
     @classmethod
     def variables(cls) -> tuple[Variable, ...]:
@@ -87,7 +106,9 @@ class TelegramTarget(Target):
                     raise ConfigError(f"{where}: topic must be a forum topic's number")
                 extra["topic"] = options["topic"]
             url = f"{base}/bot{token}/sendMessage"
-            specs.append(build_spec(cls.kind, position, where, options, url, extra, cls.default_rate))
+            specs.append(
+                build_spec(cls.kind, position, where, options, url, extra, cls.default_rate, live_capable=True)
+            )
         return specs
 
     max_cards = 8  # 4,096 characters a message

@@ -64,3 +64,18 @@ def test_an_unregistered_kind_is_a_misspelt_variable(receivers) -> None:
     env = {"ZULIP_WEBHOOK_URL": "https://x.zulipchat.com/hook"}
     [warning] = unknown_variables(env)
     assert warning.startswith("ZULIP_WEBHOOK_URL is set, but suno-relay has no such setting")
+
+
+def test_stages_live_is_refused_where_messages_cannot_be_edited() -> None:
+    from relay.config import Settings
+    from relay.targets.spec import ConfigError
+
+    live = Settings.from_env({"DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/abcdefgh#stages=live"})
+    assert live.targets[0].live and live.targets[0].wants("music.text") and live.targets[0].wants("music.first")
+    plain = Settings.from_env({"DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/abcdefgh"})
+    assert not plain.targets[0].wants("music.text")  # chat targets get what a person reads
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/secretpart#stages=live"})
+    said = str(refused.value)
+    assert "SLACK_WEBHOOK_URL entry 1" in said and "(target slack)" in said and "stages=live" in said
+    assert "secretpart" not in said
