@@ -1,7 +1,9 @@
 """Stand-ins for chat services that edit their messages: a Discord webhook (``?wait=true`` answers
-the message, ``PATCH …/messages/{id}`` edits it) and a Telegram bot (``sendMessage`` answers its
-``message_id``, ``editMessageText`` edits it). Real HTTP on 127.0.0.1; every post and edit is
-recorded, messages can be deleted, and edits can be made slow (a worker is killed during one)."""
+the message, ``PATCH …/messages/{id}`` edits it), a Telegram bot (``sendMessage`` answers its
+``message_id``, ``editMessageText`` edits it) and Slack's Web API (``chat.postMessage`` answers
+its ``ts``, ``chat.update`` edits it; errors as ``200 {"ok": false}``, ``ratelimited`` as 429).
+Real HTTP on 127.0.0.1; every post and edit is recorded, messages can be deleted, and edits can
+be made slow (a worker is killed during one)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ class ChatService:
         self.edits: list[tuple[str, Any]] = []  # (id, content) of each edit that took
         self.edit_delay = 0.0
         self.editing = 0  # edits that arrived (a slow one is counted before it takes)
+        self.slack_token = ""
+        self.slack_errors: dict[str, list[str]] = {}  # channel → errors to answer, in order (the last stays)
+        self.slack_calls: list[tuple[float, str, Any]] = []  # (when, method, body) of every Web API call
+        self.ts = itertools.count(1)
         self.lock = threading.Lock()
         self.ids = itertools.count(1_000_000_000_000_000_001)
         service = self
@@ -47,7 +53,9 @@ class ChatService:
             def do_POST(self) -> None:
                 path = urlsplit(self.path).path
                 content = self.body()
-                if path.endswith("/sendMessage"):
+                if path.startswith("/api/chat."):
+                    self.slack(path.removeprefix("/api/"), content)
+                elif path.endswith("/sendMessage"):
                     message_id = service.post(str(content.get("chat_id")), content)
                     self.answer(200, {"ok": True, "result": {"message_id": message_id}})
                 elif path.endswith("/editMessageText"):
@@ -62,6 +70,34 @@ class ChatService:
                     self.answer(200, {"id": str(message_id), **content} if "wait=true" in self.path else {})
                 else:
                     self.answer(404, {"message": "404: Not Found", "code": 0})
+
+            def slack(self, method: str, content: Any) -> None:
+                service.slack_calls.append((time.monotonic(), method, content))
+                if self.headers.get("Authorization") != f"Bearer {service.slack_token}":
+                    self.answer(200, {"ok": False, "error": "invalid_auth"})
+                    return
+                channel = str(content.get("channel"))
+                errors = service.slack_errors.get(channel, [])
+                error = (errors.pop(0) if len(errors) > 1 else errors[0]) if errors else ""
+                if error == "ratelimited":
+                    data = b'{"ok": false, "error": "ratelimited"}'
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                elif error:
+                    self.answer(200, {"ok": False, "error": error})
+                elif method == "chat.postMessage":
+                    ts = f"{1_700_000_000 + next(service.ts)}.000100"
+                    with service.lock:
+                        service.messages[ts] = content
+                        service.posts.append((ts, channel, content))
+                    self.answer(200, {"ok": True, "channel": channel, "ts": ts})
+                elif service.edit(str(content.get("ts")), content) is not None:
+                    self.answer(200, {"ok": True, "channel": channel, "ts": content["ts"]})
+                else:
+                    self.answer(200, {"ok": False, "error": "message_not_found"})
 
             def do_PATCH(self) -> None:
                 match = _MESSAGE.match(urlsplit(self.path).path)

@@ -247,7 +247,7 @@ class Delivery:
             if is_live(self.target.spec.live, self.event):
                 return self._show_live(messages)
             outcome, self.state.parts_sent = self.target.send_in_order(
-                messages, self.event, self.state.parts_sent, self._before_each
+                messages, self.event, self.state.parts_sent, self._before_each, self.state.thread
             )
         except _HandBack as stop:
             return self._hand_back(stop.delay, stop.reason)
@@ -282,14 +282,17 @@ class Delivery:
                 pipe.execute()
 
             OUTAGE.call(lambda: record(connection.pipeline(transaction=False)), _give_up())
+        self.state.thread = shown.message_id  # the rest of the stage replies to the live message
         outcome, self.state.parts_sent = self.target.send_in_order(
-            messages, event, max(self.state.parts_sent, 1), self._before_each
+            messages, event, max(self.state.parts_sent, 1), self._before_each, shown.message_id
         )
         return self._settle(outcome)
 
-    def _before_each(self, sent: int) -> None:
-        """Between messages: record the one just accepted (or hand the rest back at shutdown);
-        before every message: wait for its booked slot, or hand back a wait too long to sleep."""
+    def _before_each(self, sent: int, thread: str = "") -> None:
+        """Between messages: record the one just accepted, and the thread the rest go to (or
+        hand the rest back at shutdown); before every message: wait for its booked slot, or hand
+        back a wait too long to sleep."""
+        self.state.thread = thread or self.state.thread
         if sent > self.state.parts_sent:
             self.state.parts_sent = sent
             if OUTAGE.stopping.is_set():
@@ -433,7 +436,7 @@ class Delivery:
                 dead_writes(pipe, self.event_id, target, state, settings.dedup_ttl)
 
             if self._finish(dead):
-                if outcome.invalid:
+                if outcome.invalid and not outcome.setup:
                     self.context["note"] = BUG_NOTE
                 log.error("dead", extra={**self.context, "reason": outcome.reason})
                 if self.probe:  # the target answered: probe the next held delivery at once

@@ -38,6 +38,7 @@ class DeliveryState:
     state: str = QUEUED
     attempt: int = 0  # attempts made so far
     parts_sent: int = 0  # messages of this event the target has accepted (long lyrics span several)
+    thread: str = ""  # where the rest go, for kinds that thread them under the first (Slack bot: its ts)
     at: str = ""  # when the state was last changed (RFC 3339)
     next_at: str | None = None  # when a retry is due
     reason: str = ""  # the last failure, never a URL or a secret

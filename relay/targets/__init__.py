@@ -17,6 +17,7 @@ from relay.targets.googlechat import GoogleChatTarget
 from relay.targets.mattermost import MattermostTarget
 from relay.targets.ntfy import NtfyTarget
 from relay.targets.slack import SlackTarget
+from relay.targets.slackbot import SlackBotTarget
 from relay.targets.spec import TargetSpec
 from relay.targets.teams import TeamsTarget
 from relay.targets.telegram import TelegramTarget
@@ -31,6 +32,7 @@ KINDS: dict[str, type[Target]] = {
     cls.kind: cls
     for cls in (
         SlackTarget,
+        SlackBotTarget,
         DiscordTarget,
         WebhookTarget,
         TeamsTarget,

@@ -71,6 +71,7 @@ class Outcome:
     retry_after: float | None = None  # seconds the target asked us to wait
     gone: bool = False  # the target says it is not there (404, a revoked token): its breaker opens
     missing: bool = False  # stages=live: the message to edit was deleted (post a new one)
+    setup: bool = False  # refused for good by how the target is set up (a bot not in the channel): no bug
 
     @property
     def invalid(self) -> bool:
@@ -213,19 +214,27 @@ class Target:
         messages: list[dict[str, Any]],
         event: Event,
         sent: int = 0,
-        before_each: Callable[[int], None] = lambda sent: None,
+        before_each: Callable[[int, str], None] = lambda sent, thread: None,
+        thread: str = "",
     ) -> tuple[Outcome, int]:
         """Post ``messages[sent:]`` in order until one is refused; the last answer and how many
-        were accepted. ``before_each(sent)`` runs before every post (a delivery paces, records
-        progress and may stop there by raising); ``check`` sends its test message with none."""
+        were accepted. ``before_each(sent, thread)`` runs before every post (a delivery paces,
+        records progress and may stop there by raising); ``check`` sends its test message with
+        none. ``thread``: where the messages after the first go, for kinds that thread them
+        (the first message's id, once it is posted)."""
         outcome = Outcome(ok=True, reason="nothing left to send")
         while sent < len(messages):
-            before_each(sent)
-            outcome = self.send(messages[sent], event)
+            before_each(sent, thread)
+            outcome, thread = self.send_threaded(messages[sent], event, thread)
             if not outcome.ok:
                 break
             sent += 1
         return outcome, sent
+
+    def send_threaded(self, message: dict[str, Any], event: Event, thread: str) -> tuple[Outcome, str]:
+        """Post one message of an event; kinds that thread the rest under the first override it
+        (the outcome, and the thread from then on)."""
+        return self.send(message, event), thread
 
     def send(self, message: dict[str, Any], event: Event) -> Outcome:
         return self.exchange(self.url_for(message), message, event)[0]
@@ -288,6 +297,15 @@ class Target:
 
     def retry_after(self, response: Answer) -> float | None:
         return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def answer_fields(answer: Answer | None) -> dict[str, Any]:
+    """A service's JSON answer as an object; {} for no answer, not JSON, or not an object."""
+    try:
+        body = answer.json() if answer is not None else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -20,6 +20,7 @@ from relay.targets.base import (
     Card,
     Outcome,
     Target,
+    answer_fields,
     chunk_text,
     failure_text,
     files_note,
@@ -44,14 +45,6 @@ PIECE_LIMIT = 2700
 
 _MARKDOWN = re.compile(r"([\\*_~|`])")
 _LINE_MARKDOWN = re.compile(r"^([ \t]*)([#>-])", re.MULTILINE)
-
-
-def _json(answer: Answer | None) -> dict[str, Any]:
-    try:
-        body = answer.json() if answer is not None else {}
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def escape(text: str) -> str:
@@ -82,14 +75,14 @@ class DiscordTarget(Target):
         parts = urlsplit(self.spec.url)
         query = "&".join(filter(None, [parts.query, "wait=true"]))
         outcome, answer = self.exchange(urlunsplit(parts._replace(query=query)), message, event)
-        found = str(_json(answer).get("id", "")) if outcome.ok else ""
+        found = str(answer_fields(answer).get("id", "")) if outcome.ok else ""
         return outcome, found if found.isdigit() else ""
 
     def edit(self, message_id: str, message: dict[str, Any], event: Event) -> Outcome:
         parts = urlsplit(self.spec.url)
         url = urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/messages/{message_id}"))
         outcome, answer = self.exchange(url, message, event, method="PATCH")
-        if answer is not None and answer.status_code == 404 and _json(answer).get("code") == UNKNOWN_MESSAGE:
+        if answer is not None and answer.status_code == 404 and answer_fields(answer).get("code") == UNKNOWN_MESSAGE:
             return Outcome(ok=False, reason="the message was deleted", status=404, missing=True)
         return outcome
 

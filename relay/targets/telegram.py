@@ -27,6 +27,7 @@ from relay.targets.base import (
     Card,
     Outcome,
     Target,
+    answer_fields,
     chunk_text,
     failure_text,
     files_note,
@@ -59,7 +60,7 @@ class TelegramTarget(Target):
 
     def post_live(self, message: dict[str, Any], event: Event) -> tuple[Outcome, str]:
         outcome, answer = self.exchange(self.spec.url, message, event)
-        result = _json(answer).get("result") if answer is not None else None
+        result = answer_fields(answer).get("result")
         found = result.get("message_id") if isinstance(result, dict) and outcome.ok else None
         return outcome, str(found) if isinstance(found, int) and not isinstance(found, bool) else ""
 
@@ -68,7 +69,7 @@ class TelegramTarget(Target):
         body["message_id"] = int(message_id)
         url = self.spec.url.rsplit("/", 1)[0] + "/editMessageText"
         outcome, answer = self.exchange(url, body, event)
-        said = str(_json(answer).get("description", "")).lower() if answer is not None else ""
+        said = str(answer_fields(answer).get("description", "")).lower()
         if "message is not modified" in said:  # the same content again (a stage re-run): done
             return Outcome.delivered(200)
         if "message to edit not found" in said:
@@ -172,7 +173,7 @@ class TelegramTarget(Target):
 
     def classify(self, response: Answer) -> Outcome:
         outcome = super().classify(response)
-        body = _json(response)
+        body = answer_fields(response)
         if outcome.ok:
             if body.get("ok") is False:  # a 200 that is not a success
                 return Outcome(ok=False, reason=f"telegram: {short_text(str(body.get('description')))}")
@@ -194,20 +195,12 @@ class TelegramTarget(Target):
         return outcome
 
     def describe_error(self, response: Answer) -> str:
-        description = _json(response).get("description")
+        description = answer_fields(response).get("description")
         return short_text(str(description)) if description else super().describe_error(response)
 
     def retry_after(self, response: Answer) -> float | None:
-        parameters = _json(response).get("parameters")
+        parameters = answer_fields(response).get("parameters")
         value = parameters.get("retry_after") if isinstance(parameters, dict) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
             return min(max(float(value), 0.0), MAX_RETRY_AFTER)
         return super().retry_after(response)
-
-
-def _json(response: Answer) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
