@@ -410,3 +410,26 @@ def test_options_and_double_slashes_answer_json_without_redirect(client) -> None
     doubled = client.get(f"/{PATH}?token={TOKEN}")
     assert doubled.status_code in (404, 405) and doubled.is_json
     assert TOKEN not in doubled.headers.get("Location", "")
+
+
+def test_a_live_targets_message_id_and_edits_show_on_the_task_page_and_in_the_api(make_settings, redis_conn) -> None:
+    import base64
+
+    from relay.store.keys import live_key
+    from tests.support import example
+
+    settings = make_settings(
+        DISCORD_WEBHOOK_URL="https://discord.com/api/webhooks/1/abcdefgh#stages=live",
+        RELAY_DASHBOARD_USER="ops", RELAY_DASHBOARD_PASSWORD="dash-secret",
+    )  # fmt: skip
+    client = create_app(settings).test_client()
+    payload = example("music-text")
+    assert client.post("/callbacks/suno/music", json=payload, query_string={"token": TOKEN}).status_code == 200
+    task_id = payload["data"]["task_id"]
+    redis_conn.hset(live_key(task_id, "discord"), mapping={"message_id": "1234567890123", "rank": 1, "edits": 2})
+    status = client.get(f"/tasks/{task_id}", headers={"X-Relay-Token": TOKEN}).get_json()
+    shown = status["events"][0]["targets"]["discord"]
+    assert (shown["message_id"], shown["edits"]) == ("1234567890123", 2)
+    auth = {"Authorization": "Basic " + base64.b64encode(b"ops:dash-secret").decode()}
+    page = client.get(f"/ui/tasks/{task_id}", headers=auth)
+    assert page.status_code == 200 and "live message 1234567890123 · 2 edits" in page.text
