@@ -319,6 +319,42 @@ def replay(reference: str | None, targets: tuple[str, ...], all_dead: bool, forc
 
 
 @cli.command()
+@click.option("--target", "target_name", help="Only this target (its name).")
+@click.option("--kind", default="lyrics", show_default=True, help="The callback's kind: lyrics, music, wav, …")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def preview(target_name: str | None, kind: str, file: str) -> None:
+    """Print what each target would be sent for the callback body in FILE (JSON): the bodies as
+    they would be posted, one per line. Nothing is posted, Redis is not used, and no URL, token
+    or secret is printed (a template's output is what it renders)."""
+    from pathlib import Path
+
+    from relay.suno import NORMALISERS, PayloadError, parse_json
+    from relay.targets import build_targets
+
+    settings = load_settings()
+    normaliser = NORMALISERS.get(kind)
+    if normaliser is None:
+        raise click.UsageError(f"--kind must be one of {', '.join(NORMALISERS)}")
+    try:
+        event = normaliser(parse_json(Path(file).read_bytes()))
+    except PayloadError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    targets = build_targets(settings)
+    if target_name is not None and target_name not in targets:
+        raise click.UsageError(f"no target {target_name!r}: the targets are {', '.join(targets)}")
+    for name, target in targets.items():
+        if target_name not in (None, name):
+            continue
+        if not target.spec.wants(event.type):
+            click.echo(f"# {name} ({target.kind}): does not receive {event.type}")
+            continue
+        messages = target.render(event)
+        click.echo(f"# {name} ({target.kind}): {len(messages)} message(s)")
+        for message in messages:
+            click.echo(target.encode(message, event)[0].decode())
+
+
+@cli.command()
 @click.argument("prompt")
 @click.option("--music", is_flag=True, help="A song (music generation) instead of lyrics.")
 def submit(prompt: str, music: bool) -> None:

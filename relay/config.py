@@ -104,7 +104,9 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     warnings = []
     known = known_variables()
     for name in sorted(environ):
-        if name in known or not (name.startswith(_OUR_PREFIXES) or name.endswith("_WEBHOOK_URL")):
+        if name in known or name.startswith("RELAY_TEMPLATE_"):  # template=<name>'s source: any name
+            continue
+        if not (name.startswith(_OUR_PREFIXES) or name.endswith("_WEBHOOK_URL")):
             continue
         close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -458,4 +460,14 @@ def _targets(env: Mapping[str, str]) -> tuple[TargetSpec, ...]:
     if not specs:
         console = TARGET_CLASSES["console"]
         specs.append(TargetSpec(kind="console", name="console", rate=console.default_rate))
+    from relay.targets.template import load as load_template
+
+    specs = [
+        dataclasses.replace(
+            spec, template=load_template(spec.template_name, env, spec.wants, json_body=spec.kind == "webhook")
+        )
+        if spec.template_name
+        else spec
+        for spec in specs
+    ]
     return tuple(specs)

@@ -64,9 +64,11 @@ class Link:
 class Sentinels:
     """Primary, replica, three sentinels. With ``link=True`` the replica replicates through a
     :class:`Link` (``self.link``); the sentinels then get a long failover-timeout, which is also
-    how long they leave a replica that points elsewhere than the primary's address alone."""
+    how long they leave a replica that points elsewhere than the primary's address alone.
+    ``down_after_ms``: a loaded machine can stall a node past 1 s, and a second failover then
+    promotes the node that came back empty (seen in CI: every record gone); 3 s for load runs."""
 
-    def __init__(self, tmp_path: Path, link: bool = False) -> None:
+    def __init__(self, tmp_path: Path, link: bool = False, down_after_ms: int = 1000) -> None:
         binary = redis_server_binary()
         self.processes: list[subprocess.Popen] = []
         self.primary_port, self.replica_port = free_port(), free_port()
@@ -88,7 +90,7 @@ class Sentinels:
             conf = folder / "sentinel.conf"
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\nsentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} 2\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
                 f"sentinel failover-timeout {SERVICE} {failover_timeout}\n"
             )
             self._start([binary, str(conf), "--sentinel"], folder, wait=port)

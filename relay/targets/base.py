@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -40,7 +41,9 @@ from relay.targets.spec import (
     entries,
     parse_options,
 )
+from relay.targets.template import TemplateFailed
 
+log = logging.getLogger("relay.jobs")
 # Nothing is cut silently: past this many messages for one event, the last message says how much
 # was left out. 20 Slack messages hold ~3 MB of text, far beyond any lyrics.
 MAX_MESSAGES = 20
@@ -161,9 +164,19 @@ class Target:
         return f"<{type(self).__name__} {self.name}>"
 
     def render(self, event: Event) -> list[dict[str, Any]]:
-        """The messages for ``event``, in the target's ``format`` (full, brief or title)."""
+        """The messages for ``event``, in the target's ``format`` (full, brief or title), or as
+        its ``template=`` says (falling back to those when the template fails on this event)."""
         if event.kind == RELAY:
             return self.render_alert(event)
+        if self.spec.template is not None:
+            try:
+                text = self.spec.template.render(event)
+            except TemplateFailed as exc:
+                log.warning("template failed; sent the relay's own message", extra={"target": self.name,
+                            "event_id": event.id, "reason": str(exc)})  # fmt: skip
+            else:
+                messages = self.render_templated(event, text)
+                return limit_messages(messages, self.omitted) if len(messages) > MAX_MESSAGES else messages
         shaped = shape(event, self.spec.format)
         if shaped.kind == "lyrics":
             messages = self.render_event(shaped)
@@ -172,6 +185,15 @@ class Target:
             found = fit_cards(cards(shaped), self.max_cards, self.page_url(shaped), noun)
             messages = self.render_cards(shaped, found)
         return limit_messages(messages, self.omitted) if len(messages) > MAX_MESSAGES else messages
+
+    def render_templated(self, event: Event, text: str) -> list[dict[str, Any]]:
+        """A template's ``text`` as the message after the relay's title: shown as one lyric of
+        that title, so the kind escapes it for its service, splits it within its limits and adds
+        its structure (title, footer) as for any lyrics."""
+        title = templated_title(event)
+        item = Lyric(title=title, text=text, status="complete", error="")
+        stand_in = dataclasses.replace(event, kind="lyrics", lyrics=(item,), tracks=(), files=(), instruments=())
+        return self.render_event(stand_in)
 
     def page_url(self, event: Event) -> str:
         """The task's page on the operator's page, when it is on and the relay knows its URL."""
@@ -306,6 +328,17 @@ def answer_fields(answer: Answer | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def templated_title(event: Event) -> str:
+    """The relay's title above a template's text: the first lyric's or song's title, else what
+    the event is ("Suno music task failed")."""
+    titles = [item.title for item in event.lyrics if item.title] + [
+        track.title for track in event.tracks if track.title
+    ]
+    if titles:
+        return titles[0]
+    return f"Suno {event.kind} task {'failed' if event.failed else event.callback_type}"
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 from relay.suno.event import ALERT_TYPES, KINDS, PROGRESS_TYPES
@@ -23,7 +24,7 @@ EVENT_TYPES = {"lyrics.completed", "lyrics.failed", "music.text", "music.first"}
 ALERT_WORDS = frozenset({"alerts", "relay", *ALERT_TYPES})
 FILTER_WORDS = {"all", "completed", "failed", *KINDS, *EVENT_TYPES, *ALERT_WORDS}
 FORMATS = ("full", "brief", "title")
-COMMON_OPTIONS = frozenset({"name", "only", "rate", "format", "stages"})
+COMMON_OPTIONS = frozenset({"name", "only", "rate", "format", "stages", "template"})
 # `stages=live`: a music task's stages as one message, edited in place (relay.delivery.live).
 LIVE_TYPES = ("music.text", "music.first", "music.completed", "music.failed")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -58,6 +59,8 @@ class TargetSpec:
     extra: dict[str, str] = field(default_factory=dict, repr=False)  # kind-specific (a chat id, a token)
     every_event: bool = False  # the kind's default: every event, progress stages included (webhooks)
     live: bool = False  # stages=live: a music task's stages edit one message
+    template_name: str = ""  # template=<name>: its source is RELAY_TEMPLATE_<NAME> (relay.targets.template)
+    template: Any = field(default=None, repr=False, compare=False)  # parsed and checked by relay.config
 
     def wants(self, event_type: str) -> bool:
         """By default chat targets get what a person reads (not music's progress stages) and
@@ -152,7 +155,9 @@ def build_spec(
     if fmt not in FORMATS:
         raise ConfigError(f"{where}: format must be one of {', '.join(FORMATS)}")
     rate = parse_rate(options["rate"], where) if "rate" in options else default_rate
+    if "template" in options and not NAME.match(options["template"]):
+        raise ConfigError(f"{where} (target {name}): template names follow the name rule (lowercase, digits, - or _)")
     return TargetSpec(
         kind=kind, name=name, url=url, only=only, rate=rate, format=fmt, extra=extra, every_event=every_event,
-        live="stages" in options,
+        live="stages" in options, template_name=options.get("template", ""),
     )  # fmt: skip

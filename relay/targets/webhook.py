@@ -20,6 +20,10 @@ from relay.targets.base import Target
 from relay.targets.spec import ConfigError, TargetSpec, Variable
 
 
+class RawBody(dict):
+    """A templated webhook body: sent as the template rendered it, not re-encoded."""
+
+
 def sign(secret: bytes, message_id: str, timestamp: int, body: bytes) -> str:
     signed = f"{message_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode()
@@ -43,6 +47,15 @@ class WebhookTarget(Target):
 
     def render_event(self, event: Event) -> list[dict[str, Any]]:
         return [event.to_dict()]
+
+    def render_templated(self, event: Event, text: str) -> list[dict[str, Any]]:
+        return [RawBody(body=text)]  # the whole body, as rendered (checked to be JSON at start)
+
+    def encode(self, message: dict[str, Any], event: Event) -> tuple[bytes, dict[str, str]]:
+        if isinstance(message, RawBody):
+            body = message["body"].encode()
+            return body, self.headers(body, event)
+        return super().encode(message, event)
 
     def render_alert(self, event: Event) -> list[dict[str, Any]]:
         return self.render_event(event)  # the envelope, as for every event

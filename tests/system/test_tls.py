@@ -119,7 +119,8 @@ def test_rediss_sentinel_reaches_a_tls_primary_for_web_cli_and_dashboard(tls_red
         wait_for_port(port)
         url = f"rediss+sentinel://127.0.0.1:{port}/tlsmaster/0"
         env = {"REDIS_URL": url, "REDIS_TLS_VERIFY": "false", "RELAY_CALLBACK_TOKEN": TOKEN,
-               "RELAY_DASHBOARD_USER": "ops", "RELAY_DASHBOARD_PASSWORD": "dash-secret"}  # fmt: skip
+               "RELAY_DASHBOARD_USER": "ops", "RELAY_DASHBOARD_PASSWORD": "dash-secret",
+               "RELAY_ACK_REPLICAS": "0"}  # one node, no replica  # fmt: skip
         check = cli(env, "check")
         assert check.returncode == 0 and "tlsmaster db 0 via sentinels" in check.stdout and "(TLS)" in check.stdout
         client = create_app(Settings.from_env(env)).test_client()
