@@ -155,7 +155,7 @@ def test_web_and_worker_refuse_a_broken_template_at_start(tmp_path) -> None:
         started = subprocess.run(procfile.commands[name], env={**procfile.env}, cwd=ROOT, capture_output=True,
                                  text=True, timeout=60)  # fmt: skip
         lines = [line for line in (started.stdout + started.stderr).splitlines() if "RELAY_TEMPLATE_X" in line]
-        assert started.returncode != 0 and len(lines) == 1 and "line 1" in lines[0], (name, started.stderr[-500:])
+        assert started.returncode == 2 and len(lines) == 1 and "line 1" in lines[0], (name, started.stderr[-500:])
         assert "Traceback" not in started.stderr
 
 
