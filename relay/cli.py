@@ -29,6 +29,7 @@ from relay import __version__
 from relay.config import ConfigError, Settings, startup_warnings
 from relay.dev import RunLock, data_dir
 from relay.logs import configure_logging, warn_at_start
+from relay.polling.client import RECORD_INFO
 from relay.store.connection import connect, redis_location, unreachable, wait_for_replicas
 
 CONFIG_ERROR = 2
@@ -378,7 +379,7 @@ def submit(prompt: str, music: bool) -> None:
 
 @cli.command()
 @click.argument("task_id")
-@click.option("--kind", type=click.Choice(["lyrics", "music"]), default="lyrics", show_default=True)
+@click.option("--kind", type=click.Choice(list(RECORD_INFO)), default="lyrics", show_default=True)
 def watch(task_id: str, kind: str) -> None:
     """Poll a task submitted elsewhere until its result arrives, then deliver it."""
     from relay import jobs

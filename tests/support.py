@@ -252,6 +252,44 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+FILE_RECORDS = {
+    "/api/v1/wav/record-info": "wav",
+    "/api/v1/vocal-removal/record-info": "stems",
+    "/api/v1/mp4/record-info": "video",
+    "/api/v1/suno/cover/record-info": "cover",
+    "/api/v1/midi/record-info": "midi",
+}
+
+
+def file_record(kind: str, task_id: str, status: str) -> dict:
+    """The record-info ``data`` of a WAV, stems, video, cover or MIDI task, as the provider
+    documents it: ``status`` is its ``successFlag`` (a number for MIDI and cover when it is one
+    of digits); the result comes with SUCCESS and with CALLBACK_EXCEPTION (the callback failed)."""
+    flag: str | int = int(status) if status.isdigit() else status
+    done = flag in ("SUCCESS", "CALLBACK_EXCEPTION", 1)
+    failed = (isinstance(flag, str) and flag.endswith("FAILED")) or flag in (3,) or (kind == "midi" and flag == 2)
+    record: dict = {"taskId": task_id, "successFlag": flag, "errorCode": 500 if failed else None,
+                    "errorMessage": f"{kind} failed at the provider" if failed else None}  # fmt: skip
+    cdn = f"https://cdn.example.org/{task_id}"
+    responses = {
+        "wav": {"audioWavUrl": f"{cdn}.wav"},
+        "stems": {
+            "originUrl": f"{cdn}-origin.mp3",
+            "vocalUrl": f"{cdn}-vocal.mp3",
+            "instrumentalUrl": f"{cdn}-instrumental.mp3",
+            "originData": [{"audioUrl": f"{cdn}-origin.mp3"}],
+        },
+        "video": {"videoUrl": f"{cdn}.mp4"},
+        "cover": {"images": [f"{cdn}-1.png", f"{cdn}-2.png"]},
+    }
+    if kind == "midi":
+        notes = [{"pitch": 60, "start": "0.5", "end": "1.0", "velocity": 90}]
+        record["midiData"] = {"state": "complete", "instruments": [{"name": "Piano", "notes": notes}]} if done else None
+    else:
+        record["response"] = responses[kind] if done else None
+    return record
+
+
 class FakeSuno:
     """The provider's API, served for real on 127.0.0.1: submit, record-info, and callbacks.
 
@@ -308,8 +346,13 @@ class FakeSuno:
                     self.reply({"code": 404, "msg": "task not found"})
                     return
                 status = task["script"].pop(0) if len(task["script"]) > 1 else task["script"][0]
-                if self.path.startswith("/api/v1/generate/record-info"):
+                path = urlsplit(self.path).path
+                if path == "/api/v1/generate/record-info":
                     self.reply({"code": 200, "msg": "success", "data": fake.music_record(task_id, status)})
+                elif path in FILE_RECORDS:
+                    self.reply(
+                        {"code": 200, "msg": "success", "data": file_record(FILE_RECORDS[path], task_id, status)}
+                    )
                 else:
                     self.reply({"code": 200, "msg": "success", "data": fake.record(task_id, status)})
 

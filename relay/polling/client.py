@@ -14,7 +14,15 @@ import requests
 MAX_PROMPT_WORDS = 200
 MAX_MUSIC_PROMPT = 500  # characters, in non-custom mode
 MUSIC_MODEL = "V4_5ALL"
-RECORD_INFO = {"lyrics": "/api/v1/lyrics/record-info", "music": "/api/v1/generate/record-info"}
+RECORD_INFO = {
+    "lyrics": "/api/v1/lyrics/record-info",
+    "music": "/api/v1/generate/record-info",
+    "wav": "/api/v1/wav/record-info",
+    "stems": "/api/v1/vocal-removal/record-info",
+    "video": "/api/v1/mp4/record-info",
+    "cover": "/api/v1/suno/cover/record-info",
+    "midi": "/api/v1/midi/record-info",
+}
 # The provider's documented codes, and whether waiting helps.
 CODES: dict[int, tuple[str, bool]] = {
     400: ("bad parameters", False),

@@ -42,7 +42,7 @@ class Watch:
     since: float
     deadline: float
     last_error: str = ""
-    kind: str = "lyrics"  # lyrics | music: which record-info to ask
+    kind: str = "lyrics"  # lyrics, music, wav, stems, video, cover, midi: which record-info to ask
 
 
 class Watchlist:

@@ -1,0 +1,91 @@
+"""Polling the kinds that deliver files (issue 27, first part): `watch --kind wav|stems|video|
+cover|midi` through the real web and worker processes against the fake provider over HTTP, with
+its word and number flags; each result is the event its callback gives, through the same door:
+the callback that comes after is a duplicate, and the target gets it once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+import requests
+
+from relay.suno import NORMALISERS
+from tests.conftest import SUNO_KEY, TOKEN
+from tests.support import FakeSuno, Procfile, Receiver, example
+from tests.support import run_cli as cli
+
+# kind, the provider's flags in turn, the event type it ends as
+CASES = [
+    ("wav", ["PENDING", "SUCCESS"], "wav.completed"),
+    ("stems", ["PENDING", "CALLBACK_EXCEPTION"], "stems.completed"),  # the callback failed, the task did not
+    ("video", ["PENDING", "GENERATE_MP4_FAILED"], "video.failed"),
+    ("cover", ["0", "2", "1"], "cover.completed"),  # 2: still generating
+    ("cover", ["PENDING", "GENERATE_COVER_FAILED"], "cover.failed"),  # the other provider's words
+    ("midi", ["0", "1"], "midi.completed"),
+    ("midi", ["2"], "midi.failed"),  # 2: creating the task failed (for MIDI)
+]
+
+
+@pytest.fixture(scope="module")
+def polling(redis_url, tmp_path_factory):
+    redis.Redis.from_url(redis_url).flushdb()
+    suno, hook = FakeSuno(SUNO_KEY), Receiver()
+    env = {
+        "REDIS_URL": redis_url,
+        "RELAY_CALLBACK_TOKEN": TOKEN,
+        "RELAY_WEBHOOK_URL": hook.url + "#rate=1000/1s",
+        "SUNO_API_BASE": suno.url,
+        "SUNO_API_KEY": SUNO_KEY,
+        "RELAY_POLL_INTERVAL": "1s",
+        "RELAY_POLL_GRACE": "0",
+        "RELAY_ACCESS_LOG": "0",
+    }
+    procfile = Procfile(env, tmp_path_factory.mktemp("files"))
+    try:
+        procfile.start("web")
+        procfile.start("worker")
+        yield procfile, suno, hook, env
+    finally:
+        procfile.stop()
+        suno.close()
+        hook.close()
+
+
+def callback_of(kind: str, task_id: str, outcome: str) -> dict:
+    """The callback the provider would have sent for this outcome (the example, this task)."""
+    payload = example(f"{kind}-complete")
+    holder = payload if kind == "midi" else payload["data"]
+    for key in ("task_id", "taskId"):
+        if key in holder:
+            holder[key] = task_id
+    if outcome == "failed":
+        payload["code"] = 500
+    return payload
+
+
+@pytest.mark.parametrize("kind, flags, ends_as", CASES)
+def test_watch_polls_each_kind_to_the_event_its_callback_gives(polling, kind, flags, ends_as) -> None:
+    procfile, suno, hook, env = polling
+    task_id = f"poll-{kind}-{'-'.join(flags)}".lower()
+    suno.add_task(task_id, *flags)
+    before = len(hook.received)
+    watched = cli(env, "watch", "--kind", kind, task_id)
+    assert watched.returncode == 0, watched.stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(hook.received) == before:
+        time.sleep(0.1)
+    [event] = [body.json() for body in hook.received[before:]]
+    assert event["type"] == ends_as and event["task_id"] == task_id
+    expected = NORMALISERS[kind](callback_of(kind, task_id, ends_as.rpartition(".")[2]))
+    assert event["id"] == expected.id  # the same event as the callback: one delivery for both paths
+    if ends_as.endswith("completed"):
+        assert event["files"] or event["instruments"]
+    answer = requests.post(f"{procfile.base_url}/callbacks/suno/{kind}", params={"token": TOKEN},
+                           json=callback_of(kind, task_id, ends_as.rpartition(".")[2]), timeout=10)  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["status"] == "duplicate", answer.text
+    gets = [path for method, path, _ in suno.requests if method == "GET" and f"taskId={task_id}" in path]
+    assert len(gets) == len(flags)  # polled until the result, then no more
+    time.sleep(1.5)
+    assert len(hook.received) == before + 1
