@@ -29,7 +29,7 @@ from relay import __version__
 from relay.config import ConfigError, Settings, startup_warnings
 from relay.dev import RunLock, data_dir
 from relay.logs import configure_logging, warn_at_start
-from relay.polling.client import RECORD_INFO
+from relay.polling.client import RECORD_INFO, STEM_TYPES
 from relay.store.connection import connect, redis_location, unreachable, wait_for_replicas
 
 CONFIG_ERROR = 2
@@ -356,22 +356,36 @@ def preview(target_name: str | None, kind: str, file: str) -> None:
 
 
 @cli.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False, default="")
 @click.option("--music", is_flag=True, help="A song (music generation) instead of lyrics.")
-def submit(prompt: str, music: bool) -> None:
+@click.option("--wav", "made", flag_value="wav", help="A WAV of a song (--task, --audio).")
+@click.option("--stems", "made", flag_value="stems", help="Separate a song's stems (--task, --audio, --type).")
+@click.option("--video", "made", flag_value="video", help="A music video of a song (--task, --audio).")
+@click.option("--cover", "made", flag_value="cover", help="Cover images for a music task (--task).")
+@click.option("--midi", "made", flag_value="midi", help="MIDI from a stems task (--task, optional --audio).")
+@click.option("--task", "source_task", default="", help="The finished task it is made from.")
+@click.option("--audio", "audio_id", default="", help="Which song of it (its audio id).")
+@click.option("--type", "stem_type", type=click.Choice(STEM_TYPES), default="separate_vocal", show_default=True)
+def submit(prompt: str, music: bool, made: str | None, source_task: str, audio_id: str, stem_type: str) -> None:
     """Submit a lyrics (or, with --music, a music) task to Suno, with this relay's callback URL,
-    and watch it. The result reaches the targets by callback or, without one, by polling."""
+    and watch it; or, with --wav, --stems, --video, --cover or --midi, a task made from a
+    finished one. The result reaches the targets by callback or, without one, by polling."""
     from relay import jobs
-    from relay.polling.watchlist import SubmitError
+    from relay.polling.watchlist import FileRequest, SubmitError
     from relay.polling.watchlist import submit as submit_task
 
+    if made is None and not prompt.strip():
+        raise click.UsageError("give a prompt, or --wav/--stems/--video/--cover/--midi with --task")
+    request = FileRequest(made, source_task, audio_id, stem_type) if made else None
+    if request is not None and request.problem():
+        raise click.UsageError(request.problem())
     settings = load_settings()
     if not settings.suno_api_key:
         config_error("SUNO_API_KEY is not set: submitting needs it")
     runtime = jobs.configure(settings, connect(settings))
-    kind = "music" if music else "lyrics"
+    kind = made or ("music" if music else "lyrics")
     try:
-        task_id = submit_task(settings, runtime.suno, runtime.watchlist, prompt, kind)
+        task_id = submit_task(settings, runtime.suno, runtime.watchlist, prompt, kind, request)
     except SubmitError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"submitted: {kind} task {task_id}; watching it (status: {relay_command()} status {task_id})")

@@ -261,6 +261,9 @@ FILE_RECORDS = {
 }
 
 
+FILE_SUBMITS = {path.replace("record-info", "generate"): kind for path, kind in FILE_RECORDS.items()}
+
+
 def file_record(kind: str, task_id: str, status: str) -> dict:
     """The record-info ``data`` of a WAV, stems, video, cover or MIDI task, as the provider
     documents it: ``status`` is its ``successFlag`` (a number for MIDI and cover when it is one
@@ -332,7 +335,8 @@ class FakeSuno:
                 if not self.guarded():
                     return
                 task_id = f"fake{len(fake.tasks) + 1:04d}"
-                kind = "music" if self.path.startswith("/api/v1/generate") else "lyrics"
+                path = urlsplit(self.path).path
+                kind = FILE_SUBMITS.get(path) or ("music" if path.startswith("/api/v1/generate") else "lyrics")
                 fake.tasks[task_id] = {"prompt": body.get("prompt"), "callBackUrl": body.get("callBackUrl"),
                                        "script": list(fake.default_script), "kind": kind, "body": body}  # fmt: skip
                 self.reply({"code": 200, "msg": "success", "data": {"taskId": task_id}})

@@ -23,6 +23,15 @@ RECORD_INFO = {
     "cover": "/api/v1/suno/cover/record-info",
     "midi": "/api/v1/midi/record-info",
 }
+# Post-processing a finished task: where each kind is started, and what it needs besides the task.
+FILE_SUBMIT = {
+    "wav": "/api/v1/wav/generate",  # taskId, audioId
+    "stems": "/api/v1/vocal-removal/generate",  # taskId, audioId, type
+    "video": "/api/v1/mp4/generate",  # taskId, audioId
+    "cover": "/api/v1/suno/cover/generate",  # taskId
+    "midi": "/api/v1/midi/generate",  # taskId (a stems task), audioId optional
+}
+STEM_TYPES = ("separate_vocal", "split_stem")
 # The provider's documented codes, and whether waiting helps.
 CODES: dict[int, tuple[str, bool]] = {
     400: ("bad parameters", False),
@@ -92,6 +101,19 @@ class SunoClient:
         if not task_id:
             raise SunoAPIError("the provider answered without a task id", retryable=True)
         return str(task_id)
+
+    def submit_file(self, kind: str, task_id: str, audio_id: str, stem_type: str, callback_url: str) -> str:
+        """Start a WAV, stems, video, cover or MIDI task from a finished one; its task id."""
+        body: dict[str, Any] = {"taskId": task_id, "callBackUrl": callback_url}
+        if audio_id:
+            body["audioId"] = audio_id
+        if kind == "stems":
+            body["type"] = stem_type
+        data = self._call("POST", FILE_SUBMIT[kind], json=body)
+        new_id = data.get("taskId") or data.get("task_id") if isinstance(data, dict) else None
+        if not new_id:
+            raise SunoAPIError("the provider answered without a task id", retryable=True)
+        return str(new_id)
 
     def record_info(self, task_id: str, kind: str = "lyrics") -> dict[str, Any]:
         """The task's details (``status`` PENDING, SUCCESS or a failure, ``response``, …)."""

@@ -18,7 +18,7 @@ import rq
 
 from relay.config import Settings
 from relay.delivery.queue import CRASH_RETRY
-from relay.polling.client import SunoAPIError, SunoClient
+from relay.polling.client import FILE_SUBMIT, STEM_TYPES, SunoAPIError, SunoClient
 from relay.store.keys import WATCHLIST, text, watch_key
 
 POLL = "relay.jobs.poll"
@@ -109,12 +109,45 @@ class SubmitError(Exception):
         self.upstream = upstream
 
 
-def submit(settings: Settings, client: SunoClient, watchlist: Watchlist, prompt: str, kind: str = "lyrics") -> str:
-    """Submit a lyrics task with this relay's callback URL and watch it; returns the task id.
+@dataclass(frozen=True)
+class FileRequest:
+    """Post-processing a finished task: WAV, stems (``stem_type``), video, cover or MIDI."""
+
+    kind: str
+    task_id: str  # the music task (for MIDI: the stems task)
+    audio_id: str = ""  # which of its songs (not for cover; optional for MIDI)
+    stem_type: str = "separate_vocal"
+
+    def problem(self) -> str:
+        """What is wrong with the request, or ""."""
+        if self.kind not in FILE_SUBMIT:
+            return f"kind must be one of lyrics, music, {', '.join(FILE_SUBMIT)}"
+        if not self.task_id.strip():
+            return f"a {self.kind} task needs the task id it is made from"
+        if self.kind in ("wav", "stems", "video") and not self.audio_id.strip():
+            return f"a {self.kind} task needs the audio id of the song (audio_id)"
+        if self.kind == "stems" and self.stem_type not in STEM_TYPES:
+            return f"stems type must be {' or '.join(STEM_TYPES)}"
+        return ""
+
+
+def submit(
+    settings: Settings,
+    client: SunoClient,
+    watchlist: Watchlist,
+    prompt: str,
+    kind: str = "lyrics",
+    request: FileRequest | None = None,
+) -> str:
+    """Submit a task with this relay's callback URL for its kind and watch it; returns the task
+    id. ``prompt`` for lyrics and music; ``request`` for the kinds made from a finished task.
 
     In ``RELAY_MODE=poll`` the relay does not depend on the callback: the first poll comes after
     RELAY_POLL_GRACE either way, and polling stops as soon as a result arrives by either path.
     """
+    kind = request.kind if request is not None else kind
+    if request is not None and request.problem():
+        raise SubmitError(request.problem())
     callback_url = settings.callback_url(kind)
     if callback_url is None and settings.mode == "callback":
         raise SubmitError(
@@ -122,8 +155,13 @@ def submit(settings: Settings, client: SunoClient, watchlist: Watchlist, prompt:
             "public https URL, or set RELAY_MODE=poll to poll for the result instead"
         )
     try:
-        start = client.submit_music if kind == "music" else client.submit
-        task_id = start(prompt, callback_url or NO_CALLBACK_URL)
+        if request is not None:
+            task_id = client.submit_file(
+                kind, request.task_id, request.audio_id, request.stem_type, callback_url or NO_CALLBACK_URL
+            )
+        else:
+            start = client.submit_music if kind == "music" else client.submit
+            task_id = start(prompt, callback_url or NO_CALLBACK_URL)
     except SunoAPIError as exc:
         raise SubmitError(str(exc), upstream=exc.retryable or exc.code in (401, 429)) from None
     watchlist.add(task_id, settings.poll_grace, settings.poll_deadline, kind)

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from relay.admin import task_status
 from relay.metrics import CALLBACKS, INGEST_SECONDS, scrape
-from relay.polling.watchlist import SubmitError, submit
+from relay.polling.watchlist import FileRequest, SubmitError, submit
 from relay.store import activity
 from relay.store.outage import OUTAGE, is_outage
 from relay.suno import NORMALISERS, PayloadError, parse_json
@@ -155,21 +155,37 @@ def signature_problem(key: bytes, task_id: str, headers: Mapping[str, str] | Hea
 
 @bp.post("/tasks")
 def submit_task() -> Response:
-    """Submit a lyrics task (``{"prompt": ...}``) with this relay's callback URL, and watch it."""
+    """Submit a task with this relay's callback URL for its kind, and watch it: ``{"prompt": …}``
+    (lyrics; ``"kind": "music"`` for a song) or ``{"kind": "wav"|"stems"|"video"|"cover"|"midi",
+    "task_id": …, "audio_id": …, "type": …}`` (made from a finished task)."""
     if not _authorised(header_only=True):
         return error(401, "missing or wrong token: send the X-Relay-Token header")
     try:
         body = parse_json(read_body())
     except PayloadError as exc:
         return error(400, str(exc))
-    prompt = body.get("prompt") if isinstance(body, dict) else None
-    if not isinstance(prompt, str) or not prompt.strip():
-        return error(400, 'body must be {"prompt": "<text, at most 200 words>"}')
+    if not isinstance(body, dict):
+        return error(400, 'body must be {"prompt": "…"} or {"kind": "stems", "task_id": "…", "audio_id": "…"}')
+    kind = body.get("kind", "lyrics")
+    file_request = None
+    if kind in ("lyrics", "music"):
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return error(400, 'body must be {"prompt": "<text, at most 200 words>"}')
+    else:
+        fields = {name: body.get(name, "") for name in ("task_id", "audio_id")}
+        stem_type = body.get("type", "separate_vocal")
+        if not isinstance(kind, str) or not all(isinstance(value, str) for value in [*fields.values(), stem_type]):
+            return error(400, "kind, task_id, audio_id and type must be strings")
+        file_request = FileRequest(kind, fields["task_id"], fields["audio_id"], stem_type)
+        if file_request.problem():
+            return error(400, file_request.problem())
+        prompt = ""
     relay = current_app.extensions["relay"]
     try:
         # The callback URL comes from RELAY_PUBLIC_URL only: never from the request's Host or
         # X-Forwarded-Host, which a client chooses.
-        task_id = submit(relay.settings, relay.suno, relay.watchlist, prompt)
+        task_id = submit(relay.settings, relay.suno, relay.watchlist, prompt, kind, file_request)
     except SubmitError as exc:
         return error(502 if exc.upstream else 400, str(exc))
     except redis.RedisError:

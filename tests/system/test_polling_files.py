@@ -43,6 +43,7 @@ def polling(redis_url, tmp_path_factory):
         "RELAY_ACCESS_LOG": "0",
     }
     procfile = Procfile(env, tmp_path_factory.mktemp("files"))
+    procfile.env["RELAY_PUBLIC_URL"] = procfile.base_url  # POST /tasks: the callback URL of each kind
     try:
         procfile.start("web")
         procfile.start("worker")
@@ -89,3 +90,38 @@ def test_watch_polls_each_kind_to_the_event_its_callback_gives(polling, kind, fl
     assert len(gets) == len(flags)  # polled until the result, then no more
     time.sleep(1.5)
     assert len(hook.received) == before + 1
+
+
+def test_submit_makes_a_stems_task_from_a_song_and_polls_it_to_the_targets(polling) -> None:
+    _, suno, hook, env = polling
+    before = len(hook.received)
+    submitted = cli({**env, "RELAY_MODE": "poll"}, "submit", "--stems", "--task", "song-1", "--audio", "audio-1",
+                    "--type", "split_stem")  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    [(task_id, task)] = [(tid, task) for tid, task in suno.tasks.items() if task.get("kind") == "stems"]
+    assert task["body"]["taskId"] == "song-1" and task["body"]["audioId"] == "audio-1"
+    assert task["body"]["type"] == "split_stem"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(hook.received) == before:
+        time.sleep(0.1)
+    [event] = [body.json() for body in hook.received[before:]]
+    assert (event["type"], event["task_id"]) == ("stems.completed", task_id) and event["files"]
+    refused = cli({**env, "RELAY_MODE": "poll"}, "submit", "--wav", "--task", "song-1")
+    assert refused.returncode == 2 and "audio id" in refused.stderr
+
+
+def test_post_tasks_takes_the_kinds_made_from_a_finished_task(polling) -> None:
+    procfile, suno, _, _ = polling
+    headers = {"X-Relay-Token": TOKEN}
+    answer = requests.post(f"{procfile.base_url}/tasks", headers=headers, timeout=10,
+                           json={"kind": "cover", "task_id": "song-2"})  # fmt: skip
+    assert answer.status_code == 202, answer.text
+    task_id = answer.json()["task_id"]
+    assert suno.tasks[task_id]["kind"] == "cover" and suno.tasks[task_id]["body"]["taskId"] == "song-2"
+    assert suno.tasks[task_id]["callBackUrl"] == f"{procfile.base_url}/callbacks/suno/cover?token={TOKEN}"
+    missing = requests.post(f"{procfile.base_url}/tasks", headers=headers, timeout=10,
+                            json={"kind": "video", "task_id": "song-2"})  # fmt: skip
+    assert missing.status_code == 400 and "audio_id" in missing.json()["error"]
+    unknown = requests.post(f"{procfile.base_url}/tasks", headers=headers, timeout=10,
+                            json={"kind": "karaoke", "task_id": "song-2"})  # fmt: skip
+    assert unknown.status_code == 400 and "kind must be one of" in unknown.json()["error"]
