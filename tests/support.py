@@ -261,6 +261,19 @@ FILE_RECORDS = {
 }
 
 
+def voice_record(task_id: str, status: str) -> dict:
+    """A Suno Voice task's details: ``status`` as the provider words it (wait_validating, success, …)."""
+    failed = status in ("fail", "processing_validate_fail")
+    return {
+        "taskId": task_id,
+        "status": status,
+        "voiceId": f"voice_{task_id}" if status == "success" else None,
+        "validateInfo": "Read aloud: the river sings at dawn" if status == "wait_validating" else None,
+        "errorCode": 413 if failed else None,
+        "errorMessage": "the sample is too short" if failed else None,
+    }
+
+
 FILE_SUBMITS = {path.replace("record-info", "generate"): kind for path, kind in FILE_RECORDS.items()}
 
 
@@ -353,6 +366,8 @@ class FakeSuno:
                 path = urlsplit(self.path).path
                 if path == "/api/v1/generate/record-info":
                     self.reply({"code": 200, "msg": "success", "data": fake.music_record(task_id, status)})
+                elif path in ("/api/v1/voice/record-info", "/api/v1/voice/validate-info"):
+                    self.reply({"code": 200, "msg": "success", "data": voice_record(task_id, status)})
                 elif path in FILE_RECORDS:
                     self.reply(
                         {"code": 200, "msg": "success", "data": file_record(FILE_RECORDS[path], task_id, status)}

@@ -22,6 +22,8 @@ RECORD_INFO = {
     "video": "/api/v1/mp4/record-info",
     "cover": "/api/v1/suno/cover/record-info",
     "midi": "/api/v1/midi/record-info",
+    "voice": "/api/v1/voice/record-info",  # a generate task
+    "voice-validate": "/api/v1/voice/validate-info",  # a validate or regenerate task
 }
 # Post-processing a finished task: where each kind is started, and what it needs besides the task.
 FILE_SUBMIT = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from relay.polling.client import SunoAPIError
 from relay.store.keys import PROVIDER_COOLDOWN, PROVIDER_ERRORS
-from relay.suno import PayloadError, from_record, music, records, timed_out
+from relay.suno import PayloadError, from_record, music, records, timed_out, voice
 
 log = logging.getLogger("relay.jobs")
 # Waits for a rate-limit slot up to this long inside the job; a longer one is rescheduled.
@@ -49,6 +49,9 @@ def poll(rt: Any, task_id: str) -> str:
         record = rt.suno.record_info(task_id, watch.kind)
         if watch.kind == "music":
             event, final = music.from_record(record, task_id)
+        elif watch.kind in voice.FINAL:
+            event = voice.from_record(watch.kind, record, task_id)
+            final = event is not None
         elif watch.kind in records.KINDS:
             event = records.from_record(watch.kind, record, task_id)
             final = event is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from relay.suno import files, lyrics, midi, music
+from relay.suno import files, lyrics, midi, music, voice
 from relay.suno.event import COMPLETED, FAILED, KINDS, PROGRESS_TYPES, Event, Lyric, Track
 from relay.suno.lyrics import from_record, normalise, timed_out
 from relay.suno.parsing import PayloadError, event_id, now_rfc3339, parse_json
@@ -24,6 +24,7 @@ NORMALISERS: dict[str, Callable[[Any], Event]] = {
     "video": files.normalise_video,
     "cover": files.normalise_cover,
     "midi": midi.normalise,
+    "voice": voice.normalise,
 }
 assert set(NORMALISERS) == set(KINDS)
 

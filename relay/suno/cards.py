@@ -28,7 +28,9 @@ KIND_TITLES = {
     "video": "Music video",
     "cover": "Cover images",
     "midi": "MIDI",
+    "voice": "Voice",
 }
+VOICE_FACTS = {"voice_id": "Voice id", "validate_info": "Validation"}
 STAGES = {"text": "lyrics and style ready, audio follows", "first": "the first song is ready", "complete": "complete"}
 
 
@@ -75,6 +77,10 @@ def cards(event: Event) -> list[Card]:
                 )
             )
         return found
+    if event.kind == "voice":
+        shown = tuple((VOICE_FACTS.get(label, label), value) for label, value in event.voice)
+        done = "validated" if event.type == "voice.validated" else "ready"
+        return [Card(title=f"{name} {done}", facts=shown)]
     if event.kind == "midi":
         notes = tuple((instrument, f"{count} notes") for instrument, count in event.instruments)
         return [Card(title=f"{name} ready", facts=notes)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-KINDS = ("lyrics", "music", "wav", "stems", "video", "cover", "midi")
+KINDS = ("lyrics", "music", "wav", "stems", "video", "cover", "midi", "voice")
 COMPLETED = "lyrics.completed"
 FAILED = "lyrics.failed"
 # Stages of a music task a person does not need in chat (generic webhooks get them).
@@ -60,6 +60,7 @@ class Event:
     tracks: tuple[Track, ...] = field(default_factory=tuple)
     files: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (label, url): WAV, stems, video, covers
     instruments: tuple[tuple[str, int], ...] = field(default_factory=tuple)  # MIDI: (name, notes)
+    voice: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # Voice: voice_id, validate_info
     # The relay's own alerts (kind "relay"): target, reason, since, held (relay.delivery.breaker).
     notice: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
@@ -74,6 +75,8 @@ class Event:
             return f"{self.kind}.failed"
         if self.kind == "music":
             return MUSIC_STAGES.get(self.callback_type, "music.failed")  # `text` carries no songs yet
+        if self.kind == "voice":
+            return "voice.validated" if self.callback_type == "validated" else "voice.completed"
         has_content = bool(self.files or self.instruments)
         return f"{self.kind}.completed" if has_content else f"{self.kind}.failed"
 
@@ -104,6 +107,7 @@ class Event:
             body["tracks"] = [track.__dict__ for track in self.tracks]
             body["files"] = [{"label": label, "url": link} for label, link in self.files]
             body["instruments"] = [{"name": name, "notes": notes} for name, notes in self.instruments]
+            body["voice"] = dict(self.voice)
         return body
 
     def to_json(self) -> bytes:
@@ -127,6 +131,7 @@ class Event:
             tracks=tuple(Track(**track) for track in data.get("tracks", ())),
             files=tuple((item["label"], item["url"]) for item in data.get("files", ())),
             instruments=tuple((item["name"], item["notes"]) for item in data.get("instruments", ())),
+            voice=tuple(data.get("voice", {}).items()),
         )
 
     @classmethod

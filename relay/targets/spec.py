@@ -18,7 +18,7 @@ from relay.suno.event import ALERT_TYPES, KINDS, PROGRESS_TYPES
 # `only=`: event types (music.completed), families (music) or outcomes of every kind (completed,
 # failed), several joined by `|`; `all` is every task event, progress stages included. The
 # relay's own alerts go only where asked for: `alerts` (or `relay`) or one alert type.
-EVENT_TYPES = {"lyrics.completed", "lyrics.failed", "music.text", "music.first"} | {
+EVENT_TYPES = {"lyrics.completed", "lyrics.failed", "music.text", "music.first", "voice.validated"} | {
     f"{kind}.{outcome}" for kind in KINDS for outcome in ("completed", "failed")
 }
 ALERT_WORDS = frozenset({"alerts", "relay", *ALERT_TYPES})

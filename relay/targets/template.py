@@ -75,6 +75,7 @@ def context(event: Event) -> dict[str, Any]:
     body.setdefault("kind", event.kind)
     for field in ("lyrics", "tracks", "files", "instruments"):
         body.setdefault(field, [])
+    body.setdefault("voice", {})
     for item in body["lyrics"]:
         item["first_stanza"] = first_stanza(item["text"])
     titles = [item["title"] for item in [*body["lyrics"], *body["tracks"]] if item.get("title")]

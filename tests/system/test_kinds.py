@@ -136,6 +136,9 @@ def test_music_stages_reach_each_target_once_in_order(stack) -> None:
         ("cover", "cover-complete", "https://cdn.example.org/cover2.png"),
         ("midi", "midi-complete", "Electric Bass (finger)"),
         ("music", "music-error", "Audio generation failed"),
+        ("voice", "voice-complete", "voice_7f3e2a91"),
+        ("voice", "voice-validated", "Read aloud: the river sings at dawn"),
+        ("voice", "voice-error", "the sample is too short to clone a voice"),
     ],
 )
 def test_file_kinds_and_failures_reach_every_target(stack, kind: str, name: str, shown: str) -> None:

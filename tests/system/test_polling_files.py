@@ -13,7 +13,7 @@ import requests
 
 from relay.suno import NORMALISERS
 from tests.conftest import SUNO_KEY, TOKEN
-from tests.support import FakeSuno, Procfile, Receiver, example
+from tests.support import FakeSuno, Procfile, Receiver, example, voice_record
 from tests.support import run_cli as cli
 
 # kind, the provider's flags in turn, the event type it ends as
@@ -25,6 +25,10 @@ CASES = [
     ("cover", ["PENDING", "GENERATE_COVER_FAILED"], "cover.failed"),  # the other provider's words
     ("midi", ["0", "1"], "midi.completed"),
     ("midi", ["2"], "midi.failed"),  # 2: creating the task failed (for MIDI)
+    ("voice", ["processing", "success"], "voice.completed"),
+    ("voice", ["processing", "fail"], "voice.failed"),
+    ("voice-validate", ["validating", "wait_validating"], "voice.validated"),
+    ("voice-validate", ["processing_validate_fail"], "voice.failed"),
 ]
 
 
@@ -56,6 +60,8 @@ def polling(redis_url, tmp_path_factory):
 
 def callback_of(kind: str, task_id: str, outcome: str) -> dict:
     """The callback the provider would have sent for this outcome (the example, this task)."""
+    if kind.startswith("voice"):
+        return {"code": 200, "msg": "success", "data": {**voice_record(task_id, VOICE_STATUS[kind, outcome])}}
     payload = example(f"{kind}-complete")
     holder = payload if kind == "midi" else payload["data"]
     for key in ("task_id", "taskId"):
@@ -64,6 +70,14 @@ def callback_of(kind: str, task_id: str, outcome: str) -> dict:
     if outcome == "failed":
         payload["code"] = 500
     return payload
+
+
+VOICE_STATUS = {
+    ("voice", "completed"): "success",
+    ("voice", "failed"): "fail",
+    ("voice-validate", "validated"): "wait_validating",
+    ("voice-validate", "failed"): "processing_validate_fail",
+}
 
 
 @pytest.mark.parametrize("kind, flags, ends_as", CASES)
@@ -79,11 +93,12 @@ def test_watch_polls_each_kind_to_the_event_its_callback_gives(polling, kind, fl
         time.sleep(0.1)
     [event] = [body.json() for body in hook.received[before:]]
     assert event["type"] == ends_as and event["task_id"] == task_id
-    expected = NORMALISERS[kind](callback_of(kind, task_id, ends_as.rpartition(".")[2]))
+    door = "voice" if kind.startswith("voice") else kind
+    expected = NORMALISERS[door](callback_of(kind, task_id, ends_as.rpartition(".")[2]))
     assert event["id"] == expected.id  # the same event as the callback: one delivery for both paths
     if ends_as.endswith("completed"):
-        assert event["files"] or event["instruments"]
-    answer = requests.post(f"{procfile.base_url}/callbacks/suno/{kind}", params={"token": TOKEN},
+        assert event["files"] or event["instruments"] or event["voice"]["voice_id"]
+    answer = requests.post(f"{procfile.base_url}/callbacks/suno/{door}", params={"token": TOKEN},
                            json=callback_of(kind, task_id, ends_as.rpartition(".")[2]), timeout=10)  # fmt: skip
     assert answer.status_code == 200 and answer.json()["status"] == "duplicate", answer.text
     gets = [path for method, path, _ in suno.requests if method == "GET" and f"taskId={task_id}" in path]
