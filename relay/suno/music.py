@@ -78,7 +78,13 @@ def normalise(payload: Any, received_at: str | None = None) -> Event:
         raise PayloadError(f"data.data must be an array or null, got {kind_of(items)}")
     status_code = code(payload.get("code"))
     stage = callback_type(data, CALLBACK_TYPES, "error" if status_code not in (None, 200) else "complete")
+    if status_code not in (None, 200):
+        stage = "error"  # a code other than 200 is a failure, whatever the data says
     message = text(payload.get("msg"), "msg", MAX_MESSAGE)
+    detail = data.get("error")  # replace-section's failure detail, after msg
+    if isinstance(detail, str) and detail.strip():
+        detail = text(detail, "data.error", MAX_MESSAGE)
+        message = f"{message}: {detail}" if message else detail
     if status_code in CODES and status_code != 200 and not message:
         message = CODES[status_code]
     return Event(

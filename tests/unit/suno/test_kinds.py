@@ -105,3 +105,16 @@ def test_the_same_task_id_in_two_kinds_is_two_events() -> None:
     wav = NORMALISERS["wav"]({"code": 200, "data": {"task_id": "same", "audioWavUrl": "https://x.org/a.wav"}})
     video = NORMALISERS["video"]({"code": 200, "data": {"task_id": "same", "video_url": "https://x.org/a.mp4"}})
     assert wav.id != video.id
+
+
+def test_a_music_callback_with_a_code_other_than_200_is_a_failure_whatever_its_data_says() -> None:
+    from relay.suno import NORMALISERS
+    from tests.support import example
+
+    payload = example("music-complete")
+    payload["code"] = 500
+    payload["data"]["error"] = "the section could not be replaced"
+    event = NORMALISERS["music"](payload)
+    complete = NORMALISERS["music"](example("music-complete"))
+    assert event.type == "music.failed" and event.id != complete.id  # a later success is not a duplicate
+    assert event.message.endswith(": the section could not be replaced")
