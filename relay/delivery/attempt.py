@@ -217,6 +217,7 @@ class Delivery:
         self.state = DeliveryState()
         self.wait = 0.0
         self.finish_also: list[Callable[[Any], None]] = []  # more writes for whichever step settles it
+        self.unreplicated = False  # begin's WAIT found fewer replicas than RELAY_ACK_REPLICAS
 
     # The state machine's steps ------------------------------------------------------------
 
@@ -234,6 +235,8 @@ class Delivery:
         if began is not None:
             return began
         assert self.event is not None
+        if self.unreplicated:
+            return self._hand_back(1.0, "the event is on no replica yet (RELAY_ACK_REPLICAS)")
         if messages is None:
             try:
                 messages = self.target.render(self.event)
@@ -311,7 +314,7 @@ class Delivery:
         args += [int(self.force), interval, NO_LIMIT_MS, int(self.event is None)]
         args += [self.event_id, time.time(), self.ctx.breakers.watchdog]
         begin = self.ctx.script("begin", _BEGIN)
-        taken, raw, number, raw_event, probe = OUTAGE.call(lambda: begin(keys=self.keys, args=args))
+        (taken, raw, number, raw_event, probe), confirmed = OUTAGE.call(lambda: self._begin_step(begin, args))
         if taken == 3:
             log.warning("event expired before delivery", extra=self.context)
             return "expired"
@@ -340,7 +343,21 @@ class Delivery:
             self.state.parts_sent = 0
         self.state.state, self.state.attempt, self.state.next_at = SENDING, self.attempt, None
         self.wait = int(number) / 1000
+        self.unreplicated = confirmed < settings.ack_replicas
         return None
+
+    def _begin_step(self, begin: Any, args: list[Any]) -> tuple[Any, int]:
+        """Begin, and with RELAY_ACK_REPLICAS a ``WAIT`` on the same connection: replication is
+        one ordered stream, so a replica that has begin's writes has the event the door wrote
+        before them. An event only on the primary (its callback got a 503) is not posted: if a
+        failover loses it, Suno's retry is stored afresh and delivered once, not twice."""
+        if self.ctx.settings.ack_replicas <= 0:
+            return begin(keys=self.keys, args=args), 0
+        with self.ctx.redis.pipeline(transaction=False) as pipe:
+            begin(keys=self.keys, args=args, client=pipe)
+            wait_for_replicas(pipe, self.ctx.settings)
+            result, confirmed = pipe.execute()
+        return result, int(confirmed)
 
     def _progress(self) -> None:
         """Record the accepted message, renew the lock, book the next slot (one round trip)."""

@@ -127,3 +127,19 @@ def test_target_gone_from_the_configuration_is_dead_with_every_record(make_setti
     dead = settled_records(runtime, event.id, "slack", "dead")
     assert dead["timeline"] == ["dead"] and dead["waiting"] is None and dead["counted"] == 1
     assert dead["dead_letter"] and dead["last_failure"]
+
+
+def test_with_acks_an_event_on_no_replica_is_not_posted_but_handed_back(
+    make_settings, redis_conn, receivers, sample
+) -> None:
+    """Its callback got a 503 (not replicated): if a failover lost it, Suno's retry is stored
+    afresh. Posting this copy too would deliver it twice. Here Redis has no replica at all."""
+    slack = receivers()
+    env = {"SLACK_WEBHOOK_URL": f"{slack.url}#rate=100/1s", "RELAY_ACK_TIMEOUT": "50ms"}
+    event = normalise(sample)
+    ingest(jobs.configure(make_settings(**env), redis_conn), event)  # stored, as a 503'd callback is
+    runtime = jobs.configure(make_settings(RELAY_ACK_REPLICAS="1", **env), redis_conn)
+    said = jobs.deliver(event.id, "slack")
+    state = runtime.store.delivery(event.id, "slack")
+    assert slack.attempts == [] and "on no replica yet" in said
+    assert state.state == RETRYING and "RELAY_ACK_REPLICAS" in state.reason
