@@ -118,3 +118,24 @@ def test_a_music_callback_with_a_code_other_than_200_is_a_failure_whatever_its_d
     complete = NORMALISERS["music"](example("music-complete"))
     assert event.type == "music.failed" and event.id != complete.id  # a later success is not a duplicate
     assert event.message.endswith(": the section could not be replaced")
+
+
+def test_each_spelling_of_a_callback_normalises_to_the_same_event() -> None:
+    pairs = [
+        ("wav", {"code": 200, "data": {"task_id": "w", "audioWavUrl": "https://x.org/a.wav"}},
+         {"code": 200, "data": {"taskId": "w", "audio_wav_url": "https://x.org/a.wav"}}),
+        ("stems", {"code": 200, "data": {"task_id": "s", "vocal_removal_info": {"vocal_url": "https://x.org/v"}}},
+         {"code": 200, "data": {"task_id": "s", "vocal_separation_info": {"vocal_url": "https://x.org/v"}}}),
+        ("midi", {"code": 200, "task_id": "m", "data": {"instruments": [{"name": "Piano", "notes": [
+            {"pitch": 60, "start": 0.5, "end": 1.0, "velocity": 90}]}]}},
+         {"code": 200, "data": {"taskId": "m", "instruments": [{"name": "Piano", "notes": [
+             {"pitch": 60, "start": "0.5", "end": "1.0", "velocity": 90}]}]}}),
+        ("video", {"code": 200, "data": {"task_id": "v", "video_url": "https://x.org/v.mp4"}},
+         {"code": 200, "data": {"taskId": "v", "videoUrl": "https://x.org/v.mp4"}}),
+    ]  # fmt: skip
+    for kind, one, other in pairs:
+        first, second = NORMALISERS[kind](one), NORMALISERS[kind](other)
+        assert (first.id, first.type, first.files, first.instruments) == (
+            second.id, second.type, second.files, second.instruments,
+        ), kind  # fmt: skip
+        assert first.type == f"{kind}.completed"
