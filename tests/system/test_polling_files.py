@@ -140,3 +140,20 @@ def test_post_tasks_takes_the_kinds_made_from_a_finished_task(polling) -> None:
     unknown = requests.post(f"{procfile.base_url}/tasks", headers=headers, timeout=10,
                             json={"kind": "karaoke", "task_id": "song-2"})  # fmt: skip
     assert unknown.status_code == 400 and "kind must be one of" in unknown.json()["error"]
+
+
+def test_a_failing_provider_answer_is_a_failed_poll_not_the_tasks_result(polling) -> None:
+    """430 and 500 from record-info back every poller off; the task's result still comes, once."""
+    _, suno, hook, env = polling
+    task_id = "poll-wav-after-errors"
+    suno.add_task(task_id, "PENDING", "SUCCESS")
+    before = len(hook.received)
+    suno.errors.extend([430, 500])  # the next two answers, whatever they are asked
+    assert cli(env, "watch", "--kind", "wav", task_id).returncode == 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(hook.received) == before:
+        time.sleep(0.2)
+    [event] = [body.json() for body in hook.received[before:]]
+    assert (event["type"], event["task_id"]) == ("wav.completed", task_id)
+    status = cli(env, "status", task_id)
+    assert "webhook" in status.stdout and "delivered" in status.stdout
