@@ -27,7 +27,15 @@ from relay.delivery.http import Answer
 from relay.suno import Event
 from relay.targets.base import Outcome, answer_fields, short_text
 from relay.targets.slack import SlackTarget
-from relay.targets.spec import COMMON_OPTIONS, ConfigError, TargetSpec, Variable, build_spec, entries, parse_options
+from relay.targets.spec import (
+    COMMON_OPTIONS,
+    ConfigError,
+    TargetSpec,
+    Variable,
+    bot_settings,
+    build_spec,
+    parse_options,
+)
 
 _TOKEN = re.compile(r"^xoxb-[A-Za-z0-9-]{10,}$")
 _CHANNEL = re.compile(r"^[CGD][A-Z0-9]{6,}$")
@@ -58,17 +66,12 @@ class SlackBotTarget(SlackTarget):
 
     @classmethod
     def specs(cls, env: Mapping[str, str]) -> list[TargetSpec]:
-        token = env.get("SLACK_BOT_TOKEN", "").strip()
-        channels = entries(env, cls.variable)
-        if bool(token) != bool(channels):
-            raise ConfigError("SLACK_BOT_TOKEN and SLACK_CHANNEL go together: set both, or neither")
-        if not token:
+        found = bot_settings(env, "SLACK_BOT_TOKEN", cls.variable, _TOKEN,
+                             "be a bot token (xoxb-…, from your Slack app's OAuth page)",
+                             "SLACK_API_BASE", "https://slack.com/api")  # fmt: skip
+        if found is None:
             return []
-        if not _TOKEN.match(token):
-            raise ConfigError("SLACK_BOT_TOKEN must be a bot token (xoxb-…, from your Slack app's OAuth page)")
-        base = env.get("SLACK_API_BASE", "").strip().rstrip("/") or "https://slack.com/api"
-        if urlsplit(base).scheme not in {"http", "https"} or not urlsplit(base).hostname:
-            raise ConfigError("SLACK_API_BASE must be an http(s) URL")
+        token, channels, base = found
         specs = []
         for position, entry in enumerate(channels, start=1):
             where = f"SLACK_CHANNEL entry {position}"

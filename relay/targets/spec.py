@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from relay.suno.event import ALERT_TYPES, KINDS, PROGRESS_TYPES
 
@@ -105,6 +105,30 @@ def parse_rate(value: str, where: str) -> tuple[int, float]:
 def entries(env: Mapping[str, str], variable: str) -> list[str]:
     """A target variable's comma-separated entries."""
     return [entry.strip() for entry in env.get(variable, "").split(",") if entry.strip()]
+
+
+def bot_settings(
+    env: Mapping[str, str],
+    token_variable: str,
+    ids_variable: str,
+    token: re.Pattern[str],
+    token_hint: str,
+    base_variable: str,
+    default_base: str,
+) -> tuple[str, list[str], str] | None:
+    """A bot kind's token, its ids' entries and its API base (Telegram, the Slack bot); None when
+    neither token nor ids is set. They go together; the base must be an http(s) URL."""
+    found, ids = env.get(token_variable, "").strip(), entries(env, ids_variable)
+    if bool(found) != bool(ids):
+        raise ConfigError(f"{token_variable} and {ids_variable} go together: set both, or neither")
+    if not found:
+        return None
+    if not token.match(found):
+        raise ConfigError(f"{token_variable} must {token_hint}")
+    base = env.get(base_variable, "").strip().rstrip("/") or default_base
+    if urlsplit(base).scheme not in {"http", "https"} or not urlsplit(base).hostname:
+        raise ConfigError(f"{base_variable} must be an http(s) URL")
+    return found, ids, base
 
 
 def parse_options(fragment: str, where: str, known: frozenset[str]) -> dict[str, str]:

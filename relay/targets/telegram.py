@@ -17,7 +17,6 @@ import html
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from relay.delivery.http import Answer
 from relay.suno import Event, Lyric
@@ -35,7 +34,15 @@ from relay.targets.base import (
     short_text,
     truncate,
 )
-from relay.targets.spec import COMMON_OPTIONS, ConfigError, TargetSpec, Variable, build_spec, entries, parse_options
+from relay.targets.spec import (
+    COMMON_OPTIONS,
+    ConfigError,
+    TargetSpec,
+    Variable,
+    bot_settings,
+    build_spec,
+    parse_options,
+)
 
 _TOKEN = re.compile(r"^[0-9]{3,20}:[A-Za-z0-9_-]{20,}$")
 _CHAT = re.compile(r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$")
@@ -83,17 +90,12 @@ class TelegramTarget(Target):
     @classmethod
     def specs(cls, env: Mapping[str, str]) -> list[TargetSpec]:
         """``TELEGRAM_BOT_TOKEN`` + ``TELEGRAM_CHAT_ID`` (``-100123#name=songs&topic=42``, …)."""
-        token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
-        chats = entries(env, "TELEGRAM_CHAT_ID")
-        if bool(token) != bool(chats):
-            raise ConfigError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID go together: set both, or neither")
-        if not token:
+        found = bot_settings(env, "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", _TOKEN,
+                             "look like 123456789:AAE… (from @BotFather)",
+                             "TELEGRAM_API_BASE", "https://api.telegram.org")  # fmt: skip
+        if found is None:
             return []
-        if not _TOKEN.match(token):
-            raise ConfigError("TELEGRAM_BOT_TOKEN must look like 123456789:AAE… (from @BotFather)")
-        base = env.get("TELEGRAM_API_BASE", "").strip().rstrip("/") or "https://api.telegram.org"
-        if urlsplit(base).scheme not in {"http", "https"} or not urlsplit(base).hostname:
-            raise ConfigError("TELEGRAM_API_BASE must be an http(s) URL")
+        token, chats, base = found
         specs = []
         for position, entry in enumerate(chats, start=1):
             where = f"TELEGRAM_CHAT_ID entry {position}"
